@@ -1,0 +1,50 @@
+"""`python -m mmtrain +recipe=NAME [overrides]`: compose -> validate -> run.
+
+Also `python -m mmtrain families` (the family registry) and `validate=true` (build every
+model on the meta device and print parameter counts, without training).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+CONFIG_ENV = "MMTRAIN_CONFIG_FILE"  # set by the launcher for the DDP processes it spawns
+log = logging.getLogger("mmtrain")
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["families"]:
+        from mmtrain.cli.families import print_families
+
+        print_families()
+        return
+    if os.environ.get(CONFIG_ENV) and os.environ.get("LOCAL_RANK", "0") != "0":
+        # A DDP process spawned by Lightning: take the launcher's resolved config instead
+        # of composing again (so the run name, and with it the run dir, cannot diverge).
+        from omegaconf import OmegaConf
+
+        from mmtrain.launch import train
+
+        train(OmegaConf.load(os.environ[CONFIG_ENV]), spawned=True)
+        return
+    _hydra_main()
+
+
+def _hydra_main() -> None:
+    import hydra
+
+    @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+    def entry(cfg) -> None:
+        from mmtrain.launch import launch
+
+        launch(cfg)
+
+    entry()
+
+
+if __name__ == "__main__":
+    main()

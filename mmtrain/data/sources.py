@@ -1,0 +1,45 @@
+"""Shard URL patterns -> concrete shard lists, with errors that say how to fix them."""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import braceexpand
+
+
+class DataError(ValueError):
+    """Data that cannot feed a run: the message names the problem and the fix."""
+
+
+def expand_shards(pattern: str, *, what: str) -> list[str]:
+    """A directory, glob, brace range or `pipe:` command -> sorted shard URLs."""
+    if pattern.startswith("pipe:"):
+        return list(braceexpand.braceexpand(pattern))
+    path = os.path.expanduser(pattern)
+    if os.path.isdir(path):
+        shards = sorted(glob.glob(os.path.join(path, "*.tar")))
+    else:
+        shards = []
+        for item in braceexpand.braceexpand(path):
+            matches = sorted(glob.glob(item)) if glob.has_magic(item) else [item]
+            shards.extend(m for m in matches if os.path.exists(m) or _missing(m, what))
+    if not shards:
+        parent = os.path.dirname(path.split("{")[0].split("*")[0]) or "."
+        hint = (
+            f"; the directory {parent} does not exist"
+            if not os.path.isdir(parent) else f"; {parent} holds no matching .tar files"
+        )
+        raise DataError(
+            f"{what}: no shards match {pattern!r}{hint}. Write the synthetic world there with "
+            f"`python -m mmtrain.data synth --out {parent.rsplit('/', 1)[0]} --samples 4096`, "
+            "or point the source at your shards (see docs/data.md)."
+        )
+    for shard in shards:
+        if not shard.startswith("pipe:") and os.path.getsize(shard) == 0:
+            raise DataError(f"{what}: shard {shard} is empty (0 bytes); re-write or remove it")
+    return shards
+
+
+def _missing(path: str, what: str) -> bool:
+    raise DataError(f"{what}: shard {path} does not exist (listed by the source's pattern)")

@@ -1,0 +1,54 @@
+"""What every family module shares: the loss contract the curriculum drives.
+
+A family is a LightningModule that can train on its own (`training_step` sums its
+default losses) and inside the joint curriculum module, which calls `losses()` with the
+phase's active losses and does all logging, file writing and optimisation itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import lightning as L
+import torch
+from torch import Tensor
+
+
+class FamilyModule(L.LightningModule):
+    name: str = ""
+    default_loss_weights: dict[str, float] = {}
+
+    def __init__(self) -> None:
+        super().__init__()
+        # Mean across data-parallel ranks; the curriculum module installs the strategy's.
+        self.reduce_mean: Callable[[Tensor], Tensor] = lambda t: t
+
+    def sample_decoder(self) -> Callable[[dict], dict | None]:
+        """raw webdataset sample -> decoded sample, or None to skip it (see batch.py)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def collate(samples: list[dict]) -> dict:
+        raise NotImplementedError
+
+    def losses(self, batch: dict, active: set[str], generator: torch.Generator) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def evaluate(self, seed: int) -> tuple[dict[str, float], dict]:
+        """-> (metrics, media): media maps a name to a PIL image (a sample grid etc.)."""
+        return {}, {}
+
+    def on_phase_start(self, active: set[str]) -> None:
+        """Called before a phase trains with `active` losses of this family."""
+
+    # Standalone use (Trainer.fit(family_module, ...)): the family's default losses.
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        generator = torch.Generator().manual_seed(self.global_step)
+        losses = self.losses(batch, set(self.default_loss_weights), generator)
+        total = sum(self.default_loss_weights[k] * v for k, v in losses.items())
+        self.log_dict({f"train/{k}": v for k, v in losses.items()}, prog_bar=True)
+        return total
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW([p for p in self.parameters() if p.requires_grad], lr=1e-3)

@@ -1,0 +1,38 @@
+"""The family registry: name -> config schema, LightningModule, data fields, losses.
+
+Modules are imported lazily by dotted path so that listing families or validating a
+config does not pay for importing diffusers/transformers.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from mmtrain.families.t2i.config import T2IConfig
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    name: str
+    config_cls: type
+    module_path: str  # "package.module:ClassName" of the LightningModule
+    fields: tuple[str, ...]  # sample fields the family's batch decoder needs
+    losses: tuple[str, ...]  # loss names a phase can weight as "<family>.<loss>"
+    description: str
+
+    def module_cls(self) -> type:
+        module, name = self.module_path.split(":")
+        return getattr(importlib.import_module(module), name)
+
+
+FAMILIES: dict[str, FamilySpec] = {
+    "t2i": FamilySpec(
+        name="t2i",
+        config_cls=T2IConfig,
+        module_path="mmtrain.families.t2i.module:TextToImage",
+        fields=("image", "caption"),
+        losses=("autoencoder", "diffusion"),
+        description="text-to-image latent diffusion (CLIP text encoder, UNet, autoencoder)",
+    ),
+}

@@ -1,0 +1,84 @@
+"""Typed config of the text-to-image family (conf/model/t2i/*.yaml)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from mmtrain.config.schema import bounded, choice
+
+
+@dataclass
+class TextEncoderConfig:
+    hidden_size: int = bounded(64, ge=8)
+    num_layers: int = bounded(2, ge=1)
+    num_heads: int = bounded(4, ge=1)
+    intermediate_size: int = bounded(128, ge=8)
+    max_length: int = bounded(77, ge=8)
+    hidden_act: str = choice("quick_gelu", "quick_gelu", "gelu")
+
+
+@dataclass
+class AutoencoderConfig:
+    block_out_channels: list[int] = field(default_factory=lambda: [32, 64])
+    layers_per_block: int = bounded(1, ge=1)
+    latent_channels: int = bounded(4, ge=1)
+    norm_num_groups: int = bounded(8, ge=1)
+    # Latents are multiplied by this before diffusion; None measures it on the first
+    # training batch of the diffusion phase (1 / std of the latents), as SD did offline.
+    scaling_factor: float | None = None
+    kl_weight: float = bounded(1e-6, ge=0)
+
+
+@dataclass
+class UNetConfig:
+    block_out_channels: list[int] = field(default_factory=lambda: [32, 64, 64])
+    layers_per_block: int = bounded(1, ge=1)
+    attention_head_dim: Any = 8  # an int, or one per block (SD 2.x: [5, 10, 20, 20])
+    norm_num_groups: int = bounded(8, ge=1)
+    use_linear_projection: bool = False
+    down_block_types: list[str] = field(
+        default_factory=lambda: ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"]
+    )
+    up_block_types: list[str] = field(
+        default_factory=lambda: ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"]
+    )
+    # "text" adds the pooled prompt to the time embedding: global attributes (colour,
+    # style) then reach every block, not only the cross-attention ones.
+    addition_embed_type: str | None = "text"
+
+
+@dataclass
+class NoiseConfig:
+    num_train_timesteps: int = bounded(1000, ge=2)
+    beta_schedule: str = choice("squaredcos_cap_v2", "linear", "scaled_linear", "squaredcos_cap_v2")
+    prediction_type: str = choice("epsilon", "epsilon", "v_prediction")
+    snr_gamma: float | None = 5.0  # min-SNR loss weighting; None: plain MSE
+
+
+@dataclass
+class SamplerConfig:
+    name: str = choice("dpm_solver", "ddpm", "ddim", "dpm_solver")
+    steps: int = bounded(20, ge=1)
+    guidance_scale: float = bounded(3.0, ge=0)
+
+
+@dataclass
+class T2IConfig:
+    resolution: int = bounded(32, ge=8)
+    # A local diffusers pipeline folder (e.g. an SD-2.1 checkout): its components load
+    # from there and the sizes below are ignored. Never downloaded.
+    pretrained_path: str | None = None
+    # A local tokenizer folder; None builds a CLIP BPE tokenizer from the data's captions.
+    tokenizer_path: str | None = None
+    text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    caption_dropout: float = bounded(0.1, ge=0, le=1)  # enables classifier-free guidance
+    sample_prompts: list[str] = field(
+        default_factory=lambda: [f"a {c} shape" for c in
+                                 ("red", "green", "blue", "yellow", "purple", "orange")]
+    )
+    samples_per_prompt: int = bounded(4, ge=1)

@@ -1,0 +1,22 @@
+"""The text-to-image family's servable artifact: a stock diffusers pipeline folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mmtrain.families.t2i.module import TextToImage
+
+
+def export(module: TextToImage, out: Path) -> dict:
+    """Writes a StableDiffusionPipeline folder that `DiffusionPipeline.from_pretrained`
+    loads offline with no mmtrain code. Returns facts for the manifest."""
+    module.pipeline().save_pretrained(out, safe_serialization=True)
+    return {
+        "format": "diffusers",
+        "pipeline_class": "StableDiffusionPipeline",
+        "resolution": module.config.resolution,
+        "sampler": module.config.sampler.name,
+        "sampling_steps": module.config.sampler.steps,
+        "guidance_scale": module.config.sampler.guidance_scale,
+        "latent_scale": float(module.latent_scale),
+    }

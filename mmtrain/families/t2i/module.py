@@ -1,0 +1,149 @@
+"""Text-to-image latent diffusion: CLIP text encoder + UNet + AutoencoderKL (diffusers).
+
+Two losses, which phases weight: `autoencoder` (reconstruction + KL, trains the VAE) and
+`diffusion` (noise prediction with min-SNR weighting, trains the UNet and text encoder).
+Sampling goes through a stock StableDiffusionPipeline assembled from these very modules,
+so what validation shows is what the export serves.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from diffusers import StableDiffusionPipeline
+from diffusers.training_utils import compute_snr
+from PIL import Image
+from torch import Tensor
+
+from mmtrain.data.synth.scenes import COLOURS, dominant_colour
+from mmtrain.families.base import FamilyModule
+from mmtrain.families.t2i import batch as batch_codec
+from mmtrain.families.t2i import networks
+from mmtrain.families.t2i.config import T2IConfig
+
+
+class TextToImage(FamilyModule):
+    name = "t2i"
+    default_loss_weights = {"diffusion": 1.0}
+
+    def __init__(self, config: T2IConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.tokenizer = networks.build_tokenizer(config)
+        self.text_encoder = networks.build_text_encoder(config, len(self.tokenizer))
+        self.vae = networks.build_vae(config)
+        latent_size = config.resolution // 2 ** (len(self.vae.config.block_out_channels) - 1)
+        self.unet = networks.build_unet(config, self.text_encoder.config.hidden_size,
+                                        self.vae.config.latent_channels, latent_size)
+        self.noise_scheduler = networks.build_noise_scheduler(config)
+        # 0 = not measured yet; saved with checkpoints so a resumed run keeps it.
+        scale = config.autoencoder.scaling_factor or (
+            self.vae.config.scaling_factor if config.pretrained_path else 0.0)
+        self.register_buffer("latent_scale", torch.tensor(float(scale)))
+
+    def sample_decoder(self):
+        return batch_codec.decoder(self.config.resolution)
+
+    collate = staticmethod(batch_codec.collate)
+
+    # ---- training -------------------------------------------------------------------
+    def losses(self, batch: dict, active: set[str], generator: torch.Generator) -> dict[str, Tensor]:
+        pixels = batch["pixels"]
+        out: dict[str, Tensor] = {}
+        if "autoencoder" in active:
+            posterior = self.vae.encode(pixels).latent_dist
+            recon = self.vae.decode(posterior.sample(_on(generator, pixels))).sample
+            out["autoencoder"] = (F.l1_loss(recon, pixels)
+                                  + self.config.autoencoder.kl_weight * posterior.kl().mean())
+        if "diffusion" in active:
+            out["diffusion"] = self._diffusion_loss(pixels, batch["captions"], generator)
+        return out
+
+    def _diffusion_loss(self, pixels: Tensor, captions: list[str], generator) -> Tensor:
+        with torch.no_grad():
+            latents = self.vae.encode(pixels).latent_dist.sample(_on(generator, pixels))
+            if self.latent_scale.item() == 0:  # unit-variance latents, measured once
+                self.latent_scale.fill_(1.0 / self.reduce_mean(latents.float().std()).item())
+            latents = latents * self.latent_scale
+        drop = torch.rand(len(captions), generator=generator) < self.config.caption_dropout
+        captions = ["" if d else c for c, d in zip(captions, drop.tolist(), strict=True)]
+        context = self.encode_text(captions)
+        n = latents.shape[0]
+        noise = torch.randn(latents.shape, generator=generator).to(latents)
+        steps = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (n,),
+                              generator=generator).to(latents.device)
+        noisy = self.noise_scheduler.add_noise(latents, noise, steps)
+        if self.config.noise.prediction_type == "v_prediction":
+            target = self.noise_scheduler.get_velocity(latents, noise, steps)
+        else:
+            target = noise
+        pred = self.unet(noisy, steps, encoder_hidden_states=context).sample
+        per_sample = F.mse_loss(pred.float(), target.float(), reduction="none").mean((1, 2, 3))
+        gamma = self.config.noise.snr_gamma
+        if gamma is None:
+            return per_sample.mean()
+        snr = compute_snr(self.noise_scheduler, steps)
+        weight = torch.clamp(snr, max=gamma) / (
+            snr + 1 if self.config.noise.prediction_type == "v_prediction" else snr)
+        return (weight * per_sample).mean()
+
+    def encode_text(self, captions: list[str]) -> Tensor:
+        ids = self.tokenizer(captions, padding="max_length", truncation=True,
+                             max_length=self.tokenizer.model_max_length,
+                             return_tensors="pt").input_ids.to(self.device)
+        return self.text_encoder(ids)[0]
+
+    def on_phase_start(self, active: set[str]) -> None:
+        if "diffusion" in active and self.config.autoencoder.scaling_factor is None \
+                and not self.config.pretrained_path:
+            self.latent_scale.zero_()  # the autoencoder may have changed: measure again
+
+    # ---- sampling ---------------------------------------------------------------------
+    def pipeline(self) -> StableDiffusionPipeline:
+        """A stock diffusers pipeline over this module's networks (no copies)."""
+        self.vae.register_to_config(scaling_factor=float(self.latent_scale) or 1.0)
+        return StableDiffusionPipeline(
+            vae=self.vae, text_encoder=self.text_encoder, tokenizer=self.tokenizer,
+            unet=self.unet, scheduler=networks.build_sampler(self.config, self.noise_scheduler),
+            safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        )
+
+    @torch.no_grad()
+    def generate(self, prompts: list[str], seed: int, **overrides) -> list[Image.Image]:
+        was_training = self.training
+        self.eval()
+        pipe = self.pipeline()
+        pipe.set_progress_bar_config(disable=True)
+        sampler = self.config.sampler
+        kwargs = {"num_inference_steps": sampler.steps, "guidance_scale": sampler.guidance_scale,
+                  "height": self.config.resolution, "width": self.config.resolution} | overrides
+        images = pipe(prompt=prompts, generator=torch.Generator().manual_seed(seed),
+                      output_type="pil", **kwargs).images
+        self.train(was_training)
+        return images
+
+    @torch.no_grad()
+    def evaluate(self, seed: int) -> tuple[dict[str, float], dict]:
+        prompts = [p for p in self.config.sample_prompts for _ in range(self.config.samples_per_prompt)]
+        images = self.generate(prompts, seed)
+        scored = [(img, c) for img, p in zip(images, prompts, strict=True)
+                  for c in COLOURS if c in p.lower().split()]
+        metrics = {}
+        if scored:
+            hits = sum(dominant_colour(img) == c for img, c in scored)
+            metrics["colour_match"] = hits / len(scored)
+        return metrics, {"samples": image_grid(images, self.config.samples_per_prompt)}
+
+
+def _on(generator: torch.Generator, like: Tensor) -> torch.Generator | None:
+    """diffusers samples on the tensor's device; a CPU generator only serves CPU tensors."""
+    return generator if like.device.type == "cpu" else None
+
+
+def image_grid(images: list[Image.Image], columns: int) -> Image.Image:
+    w, h = images[0].size
+    rows = (len(images) + columns - 1) // columns
+    grid = Image.new("RGB", (columns * w, rows * h))
+    for i, img in enumerate(images):
+        grid.paste(img, ((i % columns) * w, (i // columns) * h))
+    return grid

@@ -1,0 +1,52 @@
+"""Experiment loggers from `logger=csv|wandb|tensorboard|none`, all inside the run dir."""
+
+from __future__ import annotations
+
+import netrc
+import os
+
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger, WandbLogger
+
+from mmtrain.config.schema import RunConfig
+from mmtrain.run.directory import RunDir
+
+
+def build_loggers(run: RunConfig, rd: RunDir) -> list[Logger]:
+    name = run.logger.name
+    if name == "none":
+        return []
+    if name == "csv":
+        return [CSVLogger(save_dir=rd.path, name="metrics", version="")]
+    if name == "tensorboard":
+        return [TensorBoardLogger(save_dir=rd.path, name="tensorboard", version="")]
+    return [_wandb(run, rd), CSVLogger(save_dir=rd.path, name="metrics", version="")]
+
+
+def _wandb(run: RunConfig, rd: RunDir) -> WandbLogger:
+    cfg = run.logger.wandb
+    mode = cfg.mode if cfg.mode != "auto" else ("online" if has_wandb_key() else "offline")
+    # The W&B run id lives in the run dir, so a resumed or requeued run continues the
+    # same W&B run instead of starting a new one.
+    id_file = rd.path / "wandb_id.txt"
+    if id_file.exists():
+        run_id = id_file.read_text().strip()
+    else:
+        import wandb
+
+        run_id = wandb.util.generate_id()
+        rd.path.mkdir(parents=True, exist_ok=True)
+        id_file.write_text(run_id)
+    return WandbLogger(
+        name=run.name, project=cfg.project, entity=cfg.entity, tags=cfg.tags,
+        save_dir=str(rd.path), id=run_id, resume="allow", mode=mode,
+        offline=mode == "offline",
+    )
+
+
+def has_wandb_key() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError):
+        return False
