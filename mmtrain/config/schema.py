@@ -87,7 +87,9 @@ class PhaseConfig:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     freeze: list[str] = field(default_factory=list)  # module paths, e.g. "t2i.vae"
-    loss_weights: dict[str, float] = field(default_factory=dict)  # "t2i.diffusion": 1.0
+    # family -> loss -> weight, e.g. {t2i: {diffusion: 1.0}}; a family left out trains
+    # with its default losses
+    loss_weights: dict[str, dict[str, float]] = field(default_factory=dict)
     val_every_n_steps: int = bounded(0, ge=0)  # 0: validate at the end of the phase only
 
 

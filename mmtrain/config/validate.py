@@ -13,6 +13,7 @@ import typing
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from mmtrain.config.schema import PhaseConfig, RunConfig
 from mmtrain.families.registry import FAMILIES
@@ -25,7 +26,7 @@ class ConfigError(ValueError):
 
 
 def validate(cfg: DictConfig | dict) -> RunConfig:
-    raw = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+    raw = _resolve(cfg) if isinstance(cfg, DictConfig) else cfg
     errors: list[str] = []
     _check(raw, RunConfig, "", errors)
     for family, sub in (raw.get("model") or {}).items():
@@ -43,6 +44,32 @@ def validate(cfg: DictConfig | dict) -> RunConfig:
     run = _build(raw, RunConfig)
     run.model = {f: _build(sub, FAMILIES[f].config_cls) for f, sub in raw["model"].items()}
     return run
+
+
+def _resolve(cfg: DictConfig) -> dict:
+    missing = sorted(_missing_keys(cfg))
+    if missing:
+        raise ConfigError("invalid config:\n  - " + "\n  - ".join(
+            f"{key}: required value is missing (set it with `{key}=...`)" for key in missing))
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"invalid config: {err}") from None
+
+
+def _missing_keys(node, prefix: str = "") -> list[str]:
+    """Keys set to ??? (without resolving interpolations, which would fail on them)."""
+    found = []
+    items = enumerate(node) if OmegaConf.is_list(node) else node.items_ex(resolve=False)
+    for key, _ in items:
+        path = f"{prefix}[{key}]" if OmegaConf.is_list(node) else f"{prefix}{'.' if prefix else ''}{key}"
+        if OmegaConf.is_missing(node, key):
+            found.append(path)
+            continue
+        child = node._get_node(key)
+        if OmegaConf.is_config(child) and not child._is_interpolation() and not child._is_none():
+            found += _missing_keys(child, path)
+    return found
 
 
 def _check_cross_references(raw: dict, errors: list[str]) -> None:
@@ -69,10 +96,14 @@ def _check_cross_references(raw: dict, errors: list[str]) -> None:
                 errors.append(_unknown(f"{where}.families", family, families))
         if not phase.get("families"):
             errors.append(f"{where}.families: empty; valid: {', '.join(families)}")
-        valid_losses = [f"{f}.{loss}" for f in families if f in FAMILIES for loss in FAMILIES[f].losses]
-        for key in phase.get("loss_weights") or {}:
-            if key not in valid_losses:
-                errors.append(_unknown(f"{where}.loss_weights", key, valid_losses))
+        for family, weights in (phase.get("loss_weights") or {}).items():
+            if family not in families:
+                errors.append(_unknown(f"{where}.loss_weights", family, families))
+                continue
+            for loss in weights:
+                if loss not in FAMILIES[family].losses:
+                    errors.append(_unknown(f"{where}.loss_weights.{family}", loss,
+                                           list(FAMILIES[family].losses)))
     names = [p.get("name") for p in raw.get("phases") or []]
     if len(set(names)) != len(names):
         errors.append(f"phases: names must be unique, got {names}")

@@ -40,10 +40,8 @@ class JointModule(L.LightningModule):
         self.weights = {}
         for name in phase.families:
             family = self.families[name]
-            given = {k.split(".", 1)[1]: w for k, w in phase.loss_weights.items()
-                     if k.split(".", 1)[0] == name}
-            self.weights[name] = {k: w for k, w in (given or family.default_loss_weights).items()
-                                  if w > 0}
+            given = phase.loss_weights.get(name) or family.default_loss_weights
+            self.weights[name] = {k: w for k, w in given.items() if w > 0}
         self.apply_freeze_plan(phase)
         for name in phase.families:
             self.families[name].on_phase_start(set(self.weights[name]))
