@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 import netrc
 import os
 
+from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger, WandbLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 from mmtrain.config.schema import RunConfig
 from mmtrain.run.directory import RunDir
@@ -16,10 +19,10 @@ def build_loggers(run: RunConfig, rd: RunDir) -> list[Logger]:
     if name == "none":
         return []
     if name == "csv":
-        return [CSVLogger(save_dir=rd.path, name="metrics", version="")]
+        return [RunCSVLogger(save_dir=rd.path, name="metrics", version="")]
     if name == "tensorboard":
         return [TensorBoardLogger(save_dir=rd.path, name="tensorboard", version="")]
-    return [_wandb(run, rd), CSVLogger(save_dir=rd.path, name="metrics", version="")]
+    return [_wandb(run, rd), RunCSVLogger(save_dir=rd.path, name="metrics", version="")]
 
 
 def _wandb(run: RunConfig, rd: RunDir) -> WandbLogger:
@@ -50,3 +53,23 @@ def has_wandb_key() -> bool:
         return netrc.netrc().authenticators("api.wandb.ai") is not None
     except (FileNotFoundError, netrc.NetrcParseError):
         return False
+
+
+class _AppendingWriter(ExperimentWriter):
+    """Lightning's CSV writer deletes an existing metrics.csv; a resumed or requeued run
+    must append to it instead, so the run keeps one continuous record."""
+
+    def _check_log_dir_exists(self) -> None:
+        if os.path.isfile(self.metrics_file_path):
+            with open(self.metrics_file_path, newline="") as f:
+                self.metrics_keys = next(csv.reader(f), [])
+
+
+class RunCSVLogger(CSVLogger):
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return self._experiment

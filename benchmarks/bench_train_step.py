@@ -1,0 +1,317 @@
+"""train_step: an mmtrain training step against a hand-written PyTorch loop.
+
+Both sides train the tiny text-to-image model (conf/model/t2i/tiny.yaml) on the diffusion
+loss with the VAE frozen, AdamW, the phase's LR lambda and gradient clipping at norm 1.0,
+from the same initial weights, on the same MixtureStream batches in the same order, with
+the same per-step torch.Generator. Per repeat:
+
+- mmtrain: the real JointModule in a Lightning Trainer from `runner.build_trainer` (CSV
+  logger, log every 10 steps, checkpointing at a step beyond the run, no validation, no
+  progress bar), `trainer.fit` over the real `PhaseData` datamodule.
+- baseline: `model.losses(...)`, zero_grad / backward / clip_grad_norm_ / step /
+  scheduler.step in a `for` loop over a DataLoader of the same stream, writing the loss to
+  a CSV file every 10 steps.
+
+Step time is the wall time between the starts of consecutive steps (mmtrain: a callback's
+`on_train_batch_start`; baseline: the top of the loop), so it covers everything a step
+costs: fetching the batch, forward, backward, clipping, optimizer and scheduler steps and
+logging. The first `warmup` steps are dropped, the rest averaged; the benchmark reports
+the median over repeats and the ratio mmtrain/baseline. The two sides alternate which
+goes first from repeat to repeat. The final weights are compared tensor by tensor.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import logging
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+DESCRIPTION = "mmtrain (JointModule + Lightning Trainer) vs a plain PyTorch loop, t2i tiny"
+LOG_EVERY = 10
+CLIP = 1.0
+PHASE = "joint"  # the recipe phase whose optimizer and schedule both sides use
+WORLD = dict(kinds=("scenes",), train_samples=512, val_samples=64, shard_size=128)
+
+
+def settings(quick: bool) -> dict:
+    if quick:
+        return {"steps": 20, "warmup": 4, "batch_size": 8}
+    return {"steps": 60, "warmup": 5, "batch_size": 32}
+
+
+def run(repeats: int = 3, quick: bool = False, *, steps: int | None = None,
+        batch_size: int | None = None, workdir: str | None = None) -> dict:
+    import torch
+
+    quiet()
+    params = settings(quick)
+    params["steps"] = steps or params["steps"]
+    params["batch_size"] = batch_size or params["batch_size"]
+    params.update(quick=quick, phase=PHASE, log_every_n_steps=LOG_EVERY, gradient_clip_val=CLIP,
+                  world=dict(WORLD, kinds=list(WORLD["kinds"])), repeats=repeats,
+                  timing="start-to-start of consecutive steps, warm-up dropped")
+    with tempfile.TemporaryDirectory(prefix="bench-train-step-", dir=workdir) as tmp:
+        tmp = Path(tmp)
+        from mmtrain.data.synth.writer import write_world
+
+        t0 = time.perf_counter()
+        write_world(tmp / "world", **WORLD, progress=False)
+        world_s = time.perf_counter() - t0
+        run_cfg = compose(tmp, params)
+        params.update(optimizer=dataclasses.asdict(run_cfg.phases[0].optimizer),
+                      scheduler=dataclasses.asdict(run_cfg.phases[0].scheduler),
+                      seed=run_cfg.seed)
+        per_repeat = []
+        for r in range(repeats):
+            order = ("mmtrain", "baseline") if r % 2 == 0 else ("baseline", "mmtrain")
+            per_repeat.append(one_repeat(run_cfg, tmp / f"r{r}", params, order))
+            torch.manual_seed(0)
+    return summarize(params, per_repeat, world_s)
+
+
+# ---- setup ----------------------------------------------------------------------------
+def quiet() -> None:
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module=r"lightning\..*")
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+
+
+def compose(tmp: Path, params: dict):
+    """The joint_finetune recipe's `joint` phase, shortened to the benchmark's steps."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from benchmarks.harness import ROOT
+    from mmtrain.config.validate import validate
+
+    overrides = [
+        "+recipe=joint_finetune", f"data.root={tmp / 'world'}", "data.synthetic=null",
+        f"data.batch_size={params['batch_size']}", "data.num_workers=0",
+        f"paths.runs_dir={tmp / 'runs'}", "name=train_step", "seed=0",
+        "logger=csv", "callbacks.progress_bar=false", "callbacks.export_at_end=false",
+        f"callbacks.checkpoint.every_n_steps={params['steps'] * 1000}",
+        f"trainer.log_every_n_steps={LOG_EVERY}", f"trainer.gradient_clip_val={CLIP}",
+        "trainer.gradient_clip_algorithm=norm", "trainer.limit_val_batches=0",
+        "trainer.accelerator=cpu", "trainer.precision=32-true",
+        "trainer.accumulate_grad_batches=1", "strategy=auto",
+    ]
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = hydra_compose("config", overrides=overrides)
+    GlobalHydra.instance().clear()
+    run = validate(cfg)
+    phase = next(p for p in run.phases if p.name == PHASE)
+    run.phases = [dataclasses.replace(phase, steps=params["steps"], val_every_n_steps=0)]
+    return run
+
+
+def build_model(run):
+    """The family modules exactly as run_curriculum builds them: seeded, then built."""
+    import lightning as L
+
+    from mmtrain.curriculum.runner import build_families
+
+    L.seed_everything(run.seed, workers=True, verbose=False)
+    return build_families(run)
+
+
+# ---- one repeat -----------------------------------------------------------------------
+def one_repeat(run, workdir: Path, params: dict, order: tuple[str, str]) -> dict:
+    import torch
+
+    from mmtrain.curriculum.joint import JointModule
+
+    families = build_model(run)
+    joint = JointModule(families, seed=run.seed, samples_dir=str(workdir / "samples"))
+    joint.set_phase(run.phases[0], 0, 0)
+    baseline_model = build_model(run)["t2i"]
+    initial = joint.families["t2i"].state_dict()
+    same_init = all(torch.equal(v, baseline_model.state_dict()[k]) for k, v in initial.items())
+    if not same_init:  # construction is not deterministic: report it, start both equal
+        baseline_model.load_state_dict(initial)
+    out = {"initial_weights_identical": same_init}
+    for side in order:
+        if side == "mmtrain":
+            out["mmtrain"] = train_mmtrain(run, joint, workdir / "mmtrain")
+        else:
+            out["baseline"] = train_baseline(run, baseline_model, workdir / "baseline")
+    out.update(compare(joint.families["t2i"].state_dict(), baseline_model.state_dict()))
+    w = params["warmup"]
+    for side in ("mmtrain", "baseline"):
+        out[side]["step_s"] = _steady(out[side].pop("starts"), w)
+    out["ratio"] = out["mmtrain"]["step_s"] / out["baseline"]["step_s"]
+    out["first"] = order[0]
+    return out
+
+
+def _steady(starts: list[float], warmup: int) -> float:
+    from benchmarks.harness import steady_mean
+
+    return steady_mean(starts, warmup)
+
+
+def step_timer():
+    """A callback that records the start time of every training step."""
+    import lightning as L
+
+    class StepTimer(L.Callback):
+        def __init__(self) -> None:
+            self.starts: list[float] = []
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            self.starts.append(time.perf_counter())
+
+    return StepTimer()
+
+
+def train_mmtrain(run, joint, workdir: Path) -> dict:
+    from mmtrain.curriculum.runner import build_trainer, codecs
+    from mmtrain.data.module import PhaseData
+    from mmtrain.run.directory import RunDir
+
+    phase = run.phases[0]
+    rd = RunDir(workdir)
+    from mmtrain.run.loggers import build_loggers
+
+    t0 = time.perf_counter()
+    data = PhaseData(run.data, phase, codecs(run, dict(joint.families.items())),
+                     seed=run.seed, limit_val_batches=run.trainer.limit_val_batches)
+    trainer = build_trainer(run, phase, 0, rd, build_loggers(run, rd))
+    timer = step_timer()
+    trainer.callbacks.append(timer)
+    t1 = time.perf_counter()
+    trainer.fit(joint, datamodule=data)
+    t2 = time.perf_counter()
+    if trainer.global_step != phase.steps or len(timer.starts) != phase.steps:
+        raise RuntimeError(f"mmtrain ran {trainer.global_step} steps "
+                           f"({len(timer.starts)} timed) of {phase.steps}")
+    logged = list((workdir / "metrics").glob("*.csv"))
+    return {"starts": timer.starts, "setup_s": t1 - t0, "fit_s": t2 - t1,
+            "csv_rows": _rows(logged[0]) if logged else 0}
+
+
+def train_baseline(run, model, workdir: Path) -> dict:
+    """The plain loop a PyTorch user would write for the same training."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from mmtrain.curriculum.joint import lr_lambda
+    from mmtrain.data.module import family_feeds
+    from mmtrain.data.stream import MixtureStream
+
+    phase, data, seed = run.phases[0], run.data, run.seed
+    t0 = time.perf_counter()
+    # The same stream, shards and batch order mmtrain's PhaseData builds for rank 0 of 1.
+    feed = family_feeds(data, "t2i", model.sample_decoder(), model.collate, "train")
+    stream = MixtureStream({"t2i": feed}, phase.mix or {"t2i": 1.0},
+                           batch_size=data.batch_size, seed=seed,
+                           shuffle_buffer=data.shuffle_buffer)
+    loader = DataLoader(stream, batch_size=None, num_workers=data.num_workers)
+    # Phase: train the text encoder and UNet, freeze the VAE.
+    model.train()
+    model.requires_grad_(True)
+    model.vae.requires_grad_(False)
+    model.latent_scale.zero_()  # measured on the first diffusion step, as in on_phase_start
+    params = [p for p in model.parameters() if p.requires_grad]
+    o = phase.optimizer
+    optimizer = torch.optim.AdamW(params, lr=o.lr, betas=tuple(o.betas), eps=o.eps,
+                                  weight_decay=o.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(phase))
+    workdir.mkdir(parents=True, exist_ok=True)
+    log_file = open(workdir / "metrics.csv", "w", newline="")
+    writer = csv.writer(log_file)
+    writer.writerow(["step", "loss", "lr"])
+    starts: list[float] = []
+    t1 = time.perf_counter()
+    batches = iter(loader)
+    for step in range(phase.steps):
+        starts.append(time.perf_counter())
+        batch = next(batches)
+        # Keyed by (seed, step, rank) like mmtrain's JointModule.step_generator.
+        generator = torch.Generator().manual_seed((seed * 1_000_003 + step) * 1009 + 0)
+        optimizer.zero_grad()
+        loss = model.losses(batch, {"diffusion"}, generator)["diffusion"]
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, CLIP)
+        optimizer.step()
+        scheduler.step()
+        if (step + 1) % LOG_EVERY == 0:
+            writer.writerow([step, loss.item(), scheduler.get_last_lr()[0]])
+    log_file.close()
+    t2 = time.perf_counter()
+    return {"starts": starts, "setup_s": t1 - t0, "fit_s": t2 - t1,
+            "csv_rows": _rows(workdir / "metrics.csv")}
+
+
+def _rows(path: Path) -> int:
+    with open(path) as f:
+        return max(0, sum(1 for _ in f) - 1)
+
+
+# ---- comparing ------------------------------------------------------------------------
+def compare(a: dict, b: dict) -> dict:
+    import torch
+
+    keys = sorted(set(a) | set(b))
+    mismatched = [k for k in keys if k not in a or k not in b or not torch.equal(a[k], b[k])]
+    worst, worst_key = 0.0, None
+    for k in mismatched:
+        if k in a and k in b and a[k].shape == b[k].shape:
+            diff = (a[k].double() - b[k].double()).abs().max().item()
+            if diff >= worst:
+                worst, worst_key = diff, k
+    return {"bit_identical": not mismatched, "tensors": len(keys),
+            "tensors_different": len(mismatched), "max_abs_diff": worst,
+            "max_abs_diff_tensor": worst_key, "different_tensors": mismatched[:10]}
+
+
+def summarize(params: dict, per_repeat: list[dict], world_s: float) -> dict:
+    from benchmarks.harness import median
+
+    mm = [r["mmtrain"]["step_s"] for r in per_repeat]
+    base = [r["baseline"]["step_s"] for r in per_repeat]
+    ratio = median(mm) / median(base)
+    results = {
+        "mmtrain_step_ms": round(median(mm) * 1e3, 3),
+        "baseline_step_ms": round(median(base) * 1e3, 3),
+        "ratio": round(ratio, 4),
+        "ratio_per_repeat_median": round(median([r["ratio"] for r in per_repeat]), 4),
+        "overhead_ms_per_step": round((median(mm) - median(base)) * 1e3, 3),
+        "mmtrain_fit_s": round(median([r["mmtrain"]["fit_s"] for r in per_repeat]), 3),
+        "baseline_loop_s": round(median([r["baseline"]["fit_s"] for r in per_repeat]), 3),
+        "mmtrain_setup_s": round(median([r["mmtrain"]["setup_s"] for r in per_repeat]), 3),
+        "bit_identical": all(r["bit_identical"] for r in per_repeat),
+        "initial_weights_identical": all(r["initial_weights_identical"] for r in per_repeat),
+        "max_abs_diff": max(r["max_abs_diff"] for r in per_repeat),
+        "world_s": round(world_s, 2),
+        "per_repeat": [
+            {"first": r["first"], "mmtrain_step_ms": round(r["mmtrain"]["step_s"] * 1e3, 3),
+             "baseline_step_ms": round(r["baseline"]["step_s"] * 1e3, 3),
+             "ratio": round(r["ratio"], 4), "bit_identical": r["bit_identical"],
+             "tensors_different": r["tensors_different"], "max_abs_diff": r["max_abs_diff"],
+             "max_abs_diff_tensor": r["max_abs_diff_tensor"],
+             "mmtrain_csv_rows": r["mmtrain"]["csv_rows"],
+             "baseline_csv_rows": r["baseline"]["csv_rows"]}
+            for r in per_repeat],
+    }
+    checks = {"bit_identical": results["bit_identical"]}
+    if not params["quick"]:  # a quick run is a smoke test, too short to time
+        checks["ratio_le_1.02"] = ratio <= 1.02
+    table = [["", "step ms (median)", "per repeat", "end-to-end s"],
+             ["baseline (plain loop)", f"{results['baseline_step_ms']:.2f}",
+              " ".join(f"{p['baseline_step_ms']:.1f}" for p in results["per_repeat"]),
+              f"{results['baseline_loop_s']:.2f}"],
+             ["mmtrain (Lightning)", f"{results['mmtrain_step_ms']:.2f}",
+              " ".join(f"{p['mmtrain_step_ms']:.1f}" for p in results["per_repeat"]),
+              f"{results['mmtrain_fit_s']:.2f}"],
+             ["ratio mmtrain/baseline", f"{ratio:.4f}",
+              " ".join(f"{p['ratio']:.3f}" for p in results["per_repeat"]), ""],
+             ["final weights", "bit-identical" if results["bit_identical"]
+              else f"DIFFER (max |diff| {results['max_abs_diff']:.3g})", "", ""]]
+    return {"params": params, "results": results, "checks": checks, "table": table}
