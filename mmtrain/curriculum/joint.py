@@ -106,10 +106,10 @@ class JointModule(L.LightningModule):
             return
         for name in self.phase.families:
             metrics, media = self.families[name].evaluate(seed=self.seed)
-            for key, value in metrics.items():
-                self.log(f"val/{name}/{key}", value)
+            for key, value in metrics.items():  # equal on every rank: same seeds
+                self.log(f"val/{name}/{key}", value, sync_dist=True)
             self._save_media(name, media)
-        self.log("step", float(self.absolute_step))
+        self.log("step", float(self.absolute_step), sync_dist=True)
 
     @rank_zero_only
     def _save_media(self, family: str, media: dict) -> None:

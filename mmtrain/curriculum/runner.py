@@ -23,7 +23,7 @@ from mmtrain.families.registry import FAMILIES
 from mmtrain.parallel.checkpoint import AtomicCheckpointIO, read_checkpoint
 from mmtrain.run.callbacks import CurriculumState, KillAtStep, PhaseProgressBar
 from mmtrain.run.directory import RunDir
-from mmtrain.run.loggers import build_loggers
+from mmtrain.run.loggers import build_loggers, finish_loggers
 
 log = logging.getLogger(__name__)
 
@@ -153,4 +153,5 @@ def run_curriculum(run: RunConfig, rd: RunDir) -> JointModule:
             raise RuntimeError(f"phase {phase.name} stopped at step {trainer.global_step} "
                                f"of {phase.steps}")
         trainer.save_checkpoint(rd.last_checkpoint)  # marks the phase finished
+    finish_loggers(loggers)
     return joint

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import netrc
 import os
+import secrets
 
 from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger, WandbLogger
@@ -25,6 +26,14 @@ def build_loggers(run: RunConfig, rd: RunDir) -> list[Logger]:
     return [_wandb(run, rd), RunCSVLogger(save_dir=rd.path, name="metrics", version="")]
 
 
+def finish_loggers(loggers: list[Logger]) -> None:
+    """Closes a W&B run explicitly: otherwise the next run in this process (a multirun
+    sweep) would silently log into it."""
+    for logger in loggers:
+        if isinstance(logger, WandbLogger) and logger._experiment is not None:
+            logger.experiment.finish()
+
+
 def _wandb(run: RunConfig, rd: RunDir) -> WandbLogger:
     cfg = run.logger.wandb
     mode = cfg.mode if cfg.mode != "auto" else ("online" if has_wandb_key() else "offline")
@@ -34,9 +43,7 @@ def _wandb(run: RunConfig, rd: RunDir) -> WandbLogger:
     if id_file.exists():
         run_id = id_file.read_text().strip()
     else:
-        import wandb
-
-        run_id = wandb.util.generate_id()
+        run_id = secrets.token_hex(4)  # W&B ids: short lowercase alphanumerics
         rd.path.mkdir(parents=True, exist_ok=True)
         id_file.write_text(run_id)
     return WandbLogger(
