@@ -72,6 +72,15 @@ def test_export_is_a_stock_pipeline_with_identical_samples(model, tmp_path):
         assert np.array_equal(np.asarray(a), np.asarray(b))
 
 
+def test_pretrained_path_loads_a_local_pipeline_folder(model, tmp_path):
+    export(model, tmp_path / "sd")
+    loaded = TextToImage(T2IConfig(**FAST, pretrained_path=str(tmp_path / "sd")))
+    assert float(loaded.latent_scale) == float(model.latent_scale)
+    for name in ("unet", "vae", "text_encoder"):
+        ours, theirs = getattr(model, name).state_dict(), getattr(loaded, name).state_dict()
+        assert all(torch.equal(ours[k], theirs[k]) for k in ours), name
+
+
 def test_evaluate_scores_colour_and_draws_a_grid(model):
     metrics, media = model.evaluate(seed=0)
     assert 0.0 <= metrics["colour_match"] <= 1.0
