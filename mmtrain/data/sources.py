@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import tarfile
 
 import braceexpand
 
@@ -36,9 +37,24 @@ def expand_shards(pattern: str, *, what: str) -> list[str]:
             "or point the source at your shards (see docs/data.md)."
         )
     for shard in shards:
-        if not shard.startswith("pipe:") and os.path.getsize(shard) == 0:
-            raise DataError(f"{what}: shard {shard} is empty (0 bytes); re-write or remove it")
+        if not shard.startswith("pipe:"):
+            check_readable(shard, what)
     return shards
+
+
+def check_readable(shard: str, what: str) -> None:
+    """Opens the shard and reads its first member header (about a millisecond), so an
+    empty or non-tar file fails here, before training, not inside a data worker."""
+    if os.path.getsize(shard) == 0:
+        raise DataError(f"{what}: shard {shard} is empty (0 bytes); re-write or remove it")
+    try:
+        with tarfile.open(shard, "r|*") as tar:
+            first = tar.next()
+    except (tarfile.TarError, OSError, EOFError) as err:
+        raise DataError(f"{what}: shard {shard} is not a readable tar file ({err}); "
+                        "re-write or remove it") from None
+    if first is None:
+        raise DataError(f"{what}: shard {shard} holds no samples; re-write or remove it")
 
 
 def _missing(path: str, what: str) -> bool:

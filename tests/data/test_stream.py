@@ -87,6 +87,13 @@ def test_empty_shard_is_refused(tmp_path):
         expand_shards(str(tmp_path / "train-*.tar"), what="x")
 
 
+@pytest.mark.parametrize("content", [b"this is not a tar archive" * 40, b"\0" * 10240])
+def test_unreadable_or_sample_less_shard_is_refused(tmp_path, content):
+    (tmp_path / "train-000000.tar").write_bytes(content)
+    with pytest.raises(DataError, match="train-000000.tar"):
+        expand_shards(str(tmp_path / "train-*.tar"), what="x")
+
+
 def test_unreadable_samples_are_skipped(tmp_path, small_world):
     decode = t2i_batch.decoder(16)
     assert decode({"png": b"not an image", "txt": b"a red circle"}) is None

@@ -84,7 +84,7 @@ def test_pretrained_path_loads_a_local_pipeline_folder(model, tmp_path):
 def test_evaluate_scores_colour_and_draws_a_grid(model):
     metrics, media = model.evaluate(seed=0)
     assert 0.0 <= metrics["colour_match"] <= 1.0
-    assert media["samples"].size == (32, 32 * 6)  # one row per prompt
+    assert media["samples"].size == (150 + 64, 64 * 6)  # a labelled row per prompt
 
 
 def test_dominant_colour_reads_rendered_scenes():

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import StableDiffusionPipeline
 from diffusers.training_utils import compute_snr
-from PIL import Image
+from PIL import Image, ImageDraw
 from torch import Tensor
 
 from mmtrain.data.synth.scenes import COLOURS, dominant_colour
@@ -132,7 +132,8 @@ class TextToImage(FamilyModule):
         if scored:
             hits = sum(dominant_colour(img) == c for img, c in scored)
             metrics["colour_match"] = hits / len(scored)
-        return metrics, {"samples": image_grid(images, self.config.samples_per_prompt)}
+        grid = image_grid(images, self.config.samples_per_prompt, self.config.sample_prompts)
+        return metrics, {"samples": grid}
 
 
 def _on(generator: torch.Generator, like: Tensor) -> torch.Generator | None:
@@ -140,10 +141,16 @@ def _on(generator: torch.Generator, like: Tensor) -> torch.Generator | None:
     return generator if like.device.type == "cpu" else None
 
 
-def image_grid(images: list[Image.Image], columns: int) -> Image.Image:
-    w, h = images[0].size
+def image_grid(images: list[Image.Image], columns: int, labels: list[str] | None = None,
+               scale: int = 2) -> Image.Image:
+    """Rows of `columns` images (upscaled for viewing), each row headed by its label."""
+    w, h = images[0].width * scale, images[0].height * scale
     rows = (len(images) + columns - 1) // columns
-    grid = Image.new("RGB", (columns * w, rows * h))
+    margin = 150 if labels else 0
+    grid = Image.new("RGB", (margin + columns * w, rows * h), "white")
+    draw = ImageDraw.Draw(grid)
     for i, img in enumerate(images):
-        grid.paste(img, ((i % columns) * w, (i // columns) * h))
+        grid.paste(img.resize((w, h), Image.NEAREST), (margin + (i % columns) * w, (i // columns) * h))
+    for row, label in enumerate(labels or []):
+        draw.text((4, row * h + h // 2 - 6), label[:28], fill="black")
     return grid
