@@ -92,7 +92,7 @@ def build_noise_scheduler(cfg: T2IConfig) -> DDPMScheduler:
         return DDPMScheduler.from_pretrained(cfg.pretrained_path, subfolder="scheduler",
                                              local_files_only=True)
     n = cfg.noise
-    return DDPMScheduler(num_train_timesteps=n.num_train_timesteps,
+    return DDPMScheduler(num_train_timesteps=n.num_train_timesteps, steps_offset=1,
                          beta_schedule=n.beta_schedule, prediction_type=n.prediction_type)
 
 
