@@ -73,7 +73,7 @@ def find_resume_point(run: RunConfig, rd: RunDir) -> ResumePoint:
 def _check_schedule(saved: list[dict], current: list[dict], path) -> None:
     if saved == current:
         return
-    diffs = [f"phase {i}: {_describe(a, b)}" for i, (a, b) in enumerate(zip(saved, current))
+    diffs = [f"phase {i}: {_describe(a, b)}" for i, (a, b) in enumerate(zip(saved, current, strict=False))
              if a != b]
     if len(saved) != len(current):
         diffs.append(f"{len(saved)} phases then, {len(current)} now")

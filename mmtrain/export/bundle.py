@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib
 import json
 import os
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import mmtrain
 from mmtrain.config.schema import RunConfig
+from mmtrain.files import sha256_file
 from mmtrain.run.directory import RunDir
 
 MANIFEST = "manifest.json"
@@ -40,7 +40,7 @@ def export_families(joint, run: RunConfig, rd: RunDir, out: Path, step: int | No
             "artifact": facts,
             "data": {"root": run.data.root, "sources": run.data.family_sources.get(name, [])},
             "config": dataclasses.asdict(run.model[name]),
-            "files": {str(p.relative_to(tmp)): sha256(p)
+            "files": {str(p.relative_to(tmp)): sha256_file(p)
                       for p in sorted(tmp.rglob("*")) if p.is_file()},
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
@@ -54,16 +54,8 @@ def _last_step(joint) -> int:
     return int(joint.absolute_step) if joint._trainer is not None else -1
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def verify(bundle: Path) -> list[str]:
     """Files whose sha256 no longer matches the manifest (empty: the bundle is intact)."""
     manifest = json.loads((Path(bundle) / MANIFEST).read_text())
     return [name for name, digest in manifest["files"].items()
-            if not (Path(bundle) / name).exists() or sha256(Path(bundle) / name) != digest]
+            if not (Path(bundle) / name).exists() or sha256_file(Path(bundle) / name) != digest]

@@ -9,7 +9,6 @@ Pillow/numpy versions (the manifest records those versions and every shard's sha
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -28,6 +27,7 @@ from tqdm import tqdm
 from mmtrain.data.synth.documents import sample_document
 from mmtrain.data.synth.scenes import CAPTION_TEMPLATES, render_scene, sample_scene
 from mmtrain.data.synth.views3d import BACKGROUND, render_views, sample_object, sample_rig
+from mmtrain.files import fsync_path, sha256_file
 
 GENERATOR = "mmtrain.data.synth"
 VERSION = 1  # bump whenever a generator's output changes for the same seed
@@ -134,23 +134,6 @@ def _per_kind(value: int | dict[str, int], kinds: Iterable[str], name: str) -> d
     return {k: int(counts[k]) for k in kinds}
 
 
-def _fsync(path: Path) -> None:
-    """Flushes a written file to disk, so the rename that publishes it cannot outrun it."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _write_split(
     root: Path,
     kind: str,
@@ -178,13 +161,13 @@ def _write_split(
                 tar.write({"__key__": f"{kind}_{split}_{i:07d}", **sample})
                 bar.update()
         path = root / name
-        _fsync(path)
+        fsync_path(path)
         shards.append(
             {
                 "name": name,
                 "samples": len(indices),
                 "bytes": path.stat().st_size,
-                "sha256": _sha256(path),
+                "sha256": sha256_file(path),
             }
         )
     return shards
@@ -262,7 +245,7 @@ def write_world(
         try:
             manifest = _generate(tmp, arguments, progress)
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-            _fsync(tmp / "manifest.json")
+            fsync_path(tmp / "manifest.json")
             _swap_in(tmp, out)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -24,6 +24,7 @@ class AutoencoderConfig:
     layers_per_block: int = bounded(1, ge=1)
     latent_channels: int = bounded(4, ge=1)
     norm_num_groups: int = bounded(8, ge=1)
+    mid_block_attention: bool = True
     # Latents are multiplied by this before diffusion; None measures it on the first
     # training batch of the diffusion phase (1 / std of the latents), as SD did offline.
     scaling_factor: float | None = None

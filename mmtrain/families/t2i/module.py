@@ -141,9 +141,9 @@ def _on(generator: torch.Generator, like: Tensor) -> torch.Generator | None:
     return generator if like.device.type == "cpu" else None
 
 
-def image_grid(images: list[Image.Image], columns: int, labels: list[str] | None = None,
-               scale: int = 2) -> Image.Image:
-    """Rows of `columns` images (upscaled for viewing), each row headed by its label."""
+def image_grid(images: list[Image.Image], columns: int, labels: list[str] | None = None) -> Image.Image:
+    """Rows of `columns` images (small ones upscaled for viewing), each row labelled."""
+    scale = max(1, 64 // images[0].width)
     w, h = images[0].width * scale, images[0].height * scale
     rows = (len(images) + columns - 1) // columns
     margin = 150 if labels else 0

@@ -62,6 +62,7 @@ def build_vae(cfg: T2IConfig) -> AutoencoderKL:
         down_block_types=["DownEncoderBlock2D"] * n, up_block_types=["UpDecoderBlock2D"] * n,
         block_out_channels=list(ae.block_out_channels), layers_per_block=ae.layers_per_block,
         norm_num_groups=ae.norm_num_groups, sample_size=cfg.resolution,
+        mid_block_add_attention=ae.mid_block_attention,
         scaling_factor=ae.scaling_factor or 1.0,
     )
 
@@ -79,11 +80,12 @@ def build_unet(cfg: T2IConfig, cross_attention_dim: int, latent_channels: int,
         cross_attention_dim=cross_attention_dim, attention_head_dim=u.attention_head_dim,
         norm_num_groups=u.norm_num_groups, use_linear_projection=u.use_linear_projection,
         addition_embed_type=u.addition_embed_type,
-        addition_embed_type_num_heads=_heads(u.attention_head_dim),
+        # the pooled-text embedding attends with heads of the UNet's head size
+        addition_embed_type_num_heads=max(1, cross_attention_dim // _head_dim(u.attention_head_dim)),
     )
 
 
-def _heads(attention_head_dim) -> int:
+def _head_dim(attention_head_dim) -> int:
     return attention_head_dim if isinstance(attention_head_dim, int) else attention_head_dim[0]
 
 

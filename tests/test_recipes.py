@@ -1,0 +1,39 @@
+"""Every recipe runs end to end for a few steps per phase (lightning-hydra-template's
+habit of running every experiment with a tiny budget), in-process."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mmtrain.launch import launch
+from tests.config.test_compose import RECIPES
+from tests.conftest import REPO, SMALL_WORLD, compose
+
+FAST = [*SMALL_WORLD, "data.batch_size=4", "model.t2i.sampler.steps=2",
+        "model.t2i.samples_per_prompt=1", "callbacks.progress_bar=false"]
+
+
+def phase_count(recipe: str) -> int:
+    from omegaconf import OmegaConf
+    return len(OmegaConf.load(REPO / "recipes" / f"{recipe}.yaml").phases)
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+@pytest.mark.parametrize("variant", [
+    [],
+    ["logger=tensorboard", "trainer.accumulate_grad_batches=2", "trainer.gradient_clip_val=0.5"],
+])
+def test_recipe_runs_a_few_steps(recipe, variant, small_world, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    steps = [f"phases.{i}.steps=2" for i in range(phase_count(recipe))]
+    launch(compose(f"+recipe={recipe}", "name=r", *FAST, *steps, *variant))
+    run = tmp_path / "runs" / "r"
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["mmtrain"]["completed"]
+    assert ckpt["mmtrain"]["phase_index"] == phase_count(recipe) - 1
+    assert (run / "export" / "t2i" / "manifest.json").exists()
+    if "logger=tensorboard" in variant:
+        assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    else:
+        assert (run / "metrics" / "metrics.csv").read_text().count("\n") > 1
