@@ -40,6 +40,9 @@ CAPTION_TEMPLATES = (
     "a {colour} {shape}, {size}, at the {position}, {background} background",
     "{size} {colour} {shape} in the {position} of a {background} image",
     "a photo of a {colour} {shape}",
+    # the generic word too, so prompts like "a red shape" are in the training distribution
+    "a {colour} shape on a {background} background",
+    "a {size} {colour} shape at the {position}",
 )
 
 

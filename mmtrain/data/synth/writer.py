@@ -30,7 +30,7 @@ from mmtrain.data.synth.views3d import BACKGROUND, render_views, sample_object, 
 from mmtrain.files import fsync_path, sha256_file
 
 GENERATOR = "mmtrain.data.synth"
-VERSION = 1  # bump whenever a generator's output changes for the same seed
+VERSION = 2  # bump whenever a generator's output changes for the same seed
 KINDS = ("scenes", "documents", "views3d")
 SPLITS = ("train", "val")
 # Fixed numbers, not positions in KINDS, so adding a kind never reseeds the others.
