@@ -16,12 +16,15 @@ from mmtrain.data.synth.scenes import COLOURS, dominant_colour
 from mmtrain.export.bundle import verify
 from tests.conftest import run_mmtrain
 
+# The fixture below trains the full default run (several minutes on 2 cores).
+pytestmark = pytest.mark.timeout(1800)
+
 
 @pytest.fixture(scope="module")
 def default_run(tmp_path_factory) -> tuple[Path, float, str]:
     cwd = tmp_path_factory.mktemp("default")
     start = time.time()
-    out = run_mmtrain("+recipe=joint_finetune", cwd=cwd, timeout=1200)
+    out = run_mmtrain("+recipe=joint_finetune", cwd=cwd, timeout=1700)
     runs = list((cwd / "runs").iterdir())
     assert len(runs) == 1
     return runs[0], time.time() - start, out.stdout
