@@ -6,14 +6,13 @@ model on the meta device and print parameter counts, without training).
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from pathlib import Path
 
+from mmtrain.run.directory import CONFIG_ENV
+
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
-CONFIG_ENV = "MMTRAIN_CONFIG_FILE"  # set by the launcher for the DDP processes it spawns
-log = logging.getLogger("mmtrain")
 
 
 def main() -> None:

@@ -11,10 +11,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mmtrain.config.schema import RunConfig
 from mmtrain.config.validate import ConfigError, validate
-from mmtrain.run.directory import RunDir, resolve_name, run_dir, write_provenance
+from mmtrain.run.directory import CONFIG_ENV, RunDir, resolve_name, run_dir, write_provenance
 
-log = logging.getLogger("mmtrain")
-CONFIG_ENV = "MMTRAIN_CONFIG_FILE"
 _DIST_ENV = ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
@@ -58,6 +56,7 @@ def train(cfg: DictConfig, *, run: RunConfig | None = None, rd: RunDir | None = 
 
     run = run or validate(cfg)
     rd = rd or run_dir(run)
+    torch.set_float32_matmul_precision("high")  # TF32 matmuls on Ampere+ GPUs
     joint = run_curriculum(run, rd)
     if not _is_rank_zero() or spawned:
         return
@@ -102,5 +101,3 @@ def _is_rank_zero() -> bool:
     return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", 0))) == 0 and \
         int(os.environ.get("LOCAL_RANK", 0)) == 0
 
-
-torch.set_float32_matmul_precision("high")

@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 from torch import nn
@@ -121,7 +122,6 @@ class JointModule(L.LightningModule):
                 if hasattr(logger, "log_image"):  # wandb
                     logger.log_image(f"samples/{family}/{key}", [image], step=self.absolute_step)
                 elif hasattr(getattr(logger, "experiment", None), "add_image"):  # tensorboard
-                    import numpy as np
                     logger.experiment.add_image(f"samples/{family}/{key}", np.asarray(image),
                                                 self.absolute_step, dataformats="HWC")
 

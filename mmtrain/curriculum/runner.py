@@ -43,7 +43,7 @@ def build_families(run: RunConfig) -> dict:
     return {name: FAMILIES[name].module_cls()(cfg) for name, cfg in run.model.items()}
 
 
-def codecs(run: RunConfig, families: dict) -> dict:
+def codecs(families: dict) -> dict:
     return {name: (module.sample_decoder(), module.collate) for name, module in families.items()}
 
 
@@ -144,7 +144,7 @@ def run_curriculum(run: RunConfig, rd: RunDir) -> JointModule:
         if index < start.phase_index:
             continue
         joint.set_phase(phase, index, sum(p.steps for p in run.phases[:index]))
-        data = PhaseData(run.data, phase, codecs(run, families), seed=run.seed,
+        data = PhaseData(run.data, phase, codecs(families), seed=run.seed,
                          limit_val_batches=run.trainer.limit_val_batches)
         trainer = build_trainer(run, phase, index, rd, loggers)
         trainer.fit(joint, datamodule=data,

@@ -23,6 +23,9 @@ from pathlib import Path
 
 from mmtrain.config.schema import RunConfig
 
+# Set by the launcher for the DDP processes Lightning spawns: they read this config file
+# instead of composing again (see mmtrain/__main__.py).
+CONFIG_ENV = "MMTRAIN_CONFIG_FILE"
 PACKAGES = ("mmtrain", "torch", "lightning", "diffusers", "transformers", "hydra-core",
             "omegaconf", "webdataset", "numpy", "wandb")
 
