@@ -1,4 +1,4 @@
-"""`python -m benchmarks [NAME ...] [--repeats N] [--quick] [--threads T]`.
+"""`python -m benchmarks [NAME ...] [--repeats N] [--quick] [--threads T] [--param K=V]`.
 
 Runs the named benchmarks (default: all), prints a table per benchmark and appends one
 JSON line per benchmark run to benchmarks/results/<name>.jsonl.
@@ -28,6 +28,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1,
                    help="torch intra-op threads (default 1, for reproducible numbers); "
                         "also sets OMP_NUM_THREADS when it is unset")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="a benchmark-specific setting passed to its run() (repeatable), "
+                        "e.g. --param batch_size=1 --param steps=120; recorded with the results")
     p.add_argument("--results-dir", type=Path, default=RESULTS_DIR,
                    help="where <name>.jsonl is appended (default: benchmarks/results)")
     p.add_argument("--no-save", action="store_true", help="print only, write no results")
@@ -42,9 +45,24 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--repeats must be >= 1")
     if args.threads < 1:
         p.error("--threads must be >= 1")
+    args.params = {}
+    for item in args.param:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            p.error(f"--param expects KEY=VALUE, got {item!r}")
+        args.params[key] = _value(value)
     args.names = args.names or names
     args.repeats = args.repeats or (1 if args.quick else 3)
     return args
+
+
+def _value(text: str):
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     # Before torch is imported, so OpenMP's pool starts at this size.
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     os.environ.setdefault("MKL_NUM_THREADS", str(args.threads))
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # torchvision fallback notes
     import torch
 
     torch.set_num_threads(args.threads)
@@ -64,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     for name in args.names:
         record = harness.run_one(name, args.repeats, args.quick,
-                                 None if args.no_save else args.results_dir)
+                                 None if args.no_save else args.results_dir, args.params)
         harness.print_record(record)
         failed |= not all(record["checks"].values())
     if not args.no_save:

@@ -4,6 +4,7 @@ the printed table and the results files."""
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import os
 import platform
@@ -81,6 +82,8 @@ def git_state() -> dict:
         return out.stdout.strip() if out.returncode == 0 else ""
 
     sha = git("rev-parse", "HEAD")
+    if not sha and os.environ.get("BENCH_GIT_SHA"):  # a copied tree without .git
+        return {"sha": os.environ["BENCH_GIT_SHA"], "dirty": None, "from": "BENCH_GIT_SHA"}
     return {"sha": sha or None,
             "dirty": bool(git("status", "--porcelain", "--untracked-files=no")) if sha else None}
 
@@ -105,11 +108,17 @@ def threads() -> dict:
 
 
 # ---- running --------------------------------------------------------------------------
-def run_one(name: str, repeats: int, quick: bool, results_dir: Path | None) -> dict:
+def run_one(name: str, repeats: int, quick: bool, results_dir: Path | None,
+            params: dict | None = None) -> dict:
     module = load(name)
+    accepted = inspect.signature(module.run).parameters
+    unknown = sorted(set(params or {}) - set(accepted) - {"repeats", "quick"})
+    if unknown:
+        raise SystemExit(f"benchmark {name}: unknown --param {', '.join(unknown)}; it takes "
+                         f"{', '.join(k for k in accepted if k not in ('repeats', 'quick'))}")
     load_before = load_average()
     started = time.time()
-    out = module.run(repeats=repeats, quick=quick)
+    out = module.run(repeats=repeats, quick=quick, **(params or {}))
     record = {
         "benchmark": name,
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
@@ -144,7 +153,7 @@ def print_record(record: dict) -> None:
         widths = [max(len(r[i]) for r in rows if i < len(r)) for i in range(len(rows[0]))]
         for j, row in enumerate(rows):
             print("  " + "  ".join(c.rjust(w) if i else c.ljust(w)
-                                   for i, (c, w) in enumerate(zip(row, widths))))
+                                   for i, (c, w) in enumerate(zip(row, widths, strict=False))))
             if j == 0:
                 print("  " + "  ".join("-" * w for w in widths))
     for check, ok in record.get("checks", {}).items():
