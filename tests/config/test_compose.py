@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hydra.errors import MissingConfigException
-from hydra.errors import ConfigCompositionException
+from hydra.errors import ConfigCompositionException, MissingConfigException
 
 from mmtrain.config.validate import ConfigError, validate
 from tests.conftest import REPO, compose, run_mmtrain
