@@ -220,7 +220,7 @@ def train_mmtrain(run, joint, workdir: Path, interleave: PlainLoop | None = None
     phase = run.phases[0]
     rd = RunDir(workdir)
     t0 = time.perf_counter()
-    data = PhaseData(run.data, phase, codecs(run, dict(joint.families.items())),
+    data = PhaseData(run.data, phase, codecs(dict(joint.families.items())),
                      seed=run.seed, limit_val_batches=run.trainer.limit_val_batches)
     trainer = build_trainer(run, phase, 0, rd, build_loggers(run, rd))
     timer = step_timer(interleave)
