@@ -72,6 +72,18 @@ def test_export_is_a_stock_pipeline_with_identical_samples(model, tmp_path):
         assert np.array_equal(np.asarray(a), np.asarray(b))
 
 
+def test_export_bytes_do_not_depend_on_tokenizer_use(tmp_path):
+    from mmtrain.files import sha256_file
+
+    torch.manual_seed(0)
+    fresh = TextToImage(T2IConfig(**FAST))
+    export(fresh, tmp_path / "a")
+    fresh.encode_text(["a red circle"])  # pads and truncates through the fast tokenizer
+    export(fresh, tmp_path / "b")
+    for name in ("tokenizer/tokenizer.json", "unet/diffusion_pytorch_model.safetensors"):
+        assert sha256_file(tmp_path / "a" / name) == sha256_file(tmp_path / "b" / name), name
+
+
 def test_pretrained_path_loads_a_local_pipeline_folder(model, tmp_path):
     export(model, tmp_path / "sd")
     loaded = TextToImage(T2IConfig(**FAST, pretrained_path=str(tmp_path / "sd")))

@@ -10,6 +10,11 @@ from mmtrain.families.t2i.module import TextToImage
 def export(module: TextToImage, out: Path) -> dict:
     """Writes a StableDiffusionPipeline folder that `DiffusionPipeline.from_pretrained`
     loads offline with no mmtrain code. Returns facts for the manifest."""
+    # Tokenizing with padding/truncation leaves those settings on the fast tokenizer's
+    # backend, and save_pretrained would write them into tokenizer.json: reset them so
+    # the bundle's bytes depend on the weights alone (and match a re-export).
+    module.tokenizer.backend_tokenizer.no_padding()
+    module.tokenizer.backend_tokenizer.no_truncation()
     module.pipeline().save_pretrained(out, safe_serialization=True)
     return {
         "format": "diffusers",
