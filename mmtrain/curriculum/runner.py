@@ -152,6 +152,10 @@ def run_curriculum(run: RunConfig, rd: RunDir) -> JointModule:
         if trainer.global_step < phase.steps:
             raise RuntimeError(f"phase {phase.name} stopped at step {trainer.global_step} "
                                f"of {phase.steps}")
-        trainer.save_checkpoint(rd.last_checkpoint)  # marks the phase finished
+        if phase.steps % run.callbacks.checkpoint.every_n_steps:
+            # ModelCheckpoint wrote no last.ckpt at the final step: write the one that
+            # marks the phase finished (otherwise it already did; a second write of a
+            # large model + optimizer state would only cost time).
+            trainer.save_checkpoint(rd.last_checkpoint)
     finish_loggers(loggers)
     return joint
