@@ -38,11 +38,6 @@ def compose(*overrides: str):
         return hydra_compose("config", overrides=list(overrides))
 
 
-def tiny_steps(n_phases: int, steps: int = 2) -> list[str]:
-    """Overrides that shorten every phase of a recipe to `steps` steps."""
-    return [f"phases.{i}.steps={steps}" for i in range(n_phases)]
-
-
 def run_mmtrain(*args: str, cwd: Path, timeout: int = 600, check: bool = True,
                 module: str = "mmtrain") -> subprocess.CompletedProcess:
     """`python -m mmtrain ARGS` in a subprocess, as a user would run it."""
