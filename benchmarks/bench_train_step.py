@@ -214,15 +214,18 @@ def step_timer(interleave: PlainLoop | None):
 def train_mmtrain(run, joint, workdir: Path, interleave: PlainLoop | None = None) -> dict:
     from mmtrain.curriculum.runner import build_trainer, codecs
     from mmtrain.data.module import PhaseData
+    from mmtrain.data.position import DataPosition
     from mmtrain.run.directory import RunDir
     from mmtrain.run.loggers import build_loggers
 
     phase = run.phases[0]
     rd = RunDir(workdir)
     t0 = time.perf_counter()
+    position = DataPosition()
     data = PhaseData(run.data, phase, codecs(dict(joint.families.items())),
-                     seed=run.seed, limit_val_batches=run.trainer.limit_val_batches)
-    trainer = build_trainer(run, phase, 0, rd, build_loggers(run, rd))
+                     seed=run.seed, limit_val_batches=run.trainer.limit_val_batches,
+                     position=position)
+    trainer = build_trainer(run, phase, 0, rd, build_loggers(run, rd), position)
     timer = step_timer(interleave)
     trainer.callbacks.append(timer)
     t1 = time.perf_counter()
@@ -247,17 +250,15 @@ class PlainLoop:
         from torch.utils.data import DataLoader
 
         from mmtrain.curriculum.joint import lr_lambda
-        from mmtrain.data.module import family_feeds
-        from mmtrain.data.stream import MixtureStream
+        from mmtrain.curriculum.runner import codecs
+        from mmtrain.data.module import PhaseData
 
         t0 = time.perf_counter()
         self.phase, self.seed, self.model = run.phases[0], run.seed, model
         data = run.data
         # The same stream, shards and batch order as mmtrain's PhaseData, rank 0 of 1.
-        feed = family_feeds(data, "t2i", model.sample_decoder(), model.collate, "train")
-        stream = MixtureStream({"t2i": feed}, self.phase.mix or {"t2i": 1.0},
-                               batch_size=data.batch_size, seed=run.seed,
-                               shuffle_buffer=data.shuffle_buffer)
+        stream = PhaseData(data, self.phase, codecs({"t2i": model}), seed=run.seed,
+                           limit_val_batches=0).stream(rank=0, world_size=1)
         self.batches = iter(DataLoader(stream, batch_size=None, num_workers=data.num_workers))
         # The phase: train the text encoder and UNet, freeze the VAE.
         model.train()

@@ -44,7 +44,7 @@ class SourceConfig:
 
     train: str = "???"
     val: str | None = None
-    weight: float = bounded(1.0, gt=0)
+    weight: float = bounded(1.0, gt=0)  # share of its family's samples, relative to the others
 
 
 @dataclass
@@ -58,6 +58,13 @@ class DataConfig:
     val_batch_size: int = bounded(64, ge=1)
     num_workers: int = bounded(0, ge=0)
     shuffle_buffer: int = bounded(512, ge=0)
+    # epoch: every sample once per epoch across all ranks and workers, reshuffled each
+    # epoch; resampled: shards drawn with replacement (endless streams, few shards)
+    sampling: str = choice("epoch", "epoch", "resampled")
+    max_skip_rate: float = bounded(0.1, ge=0, le=0.99)  # stop a run whose data is broken
+    skip_rate_min_samples: int = bounded(200, ge=1)  # samples read before the rate counts
+    # resume with other ranks/workers/shards: start the next epoch instead of refusing
+    reshard_on_resume: bool = False
 
 
 @dataclass

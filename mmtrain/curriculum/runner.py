@@ -18,7 +18,8 @@ from lightning.pytorch.strategies import DDPStrategy
 from mmtrain.config.schema import PhaseConfig, RunConfig
 from mmtrain.config.validate import phase_fingerprint
 from mmtrain.curriculum.joint import JointModule
-from mmtrain.data.module import PhaseData
+from mmtrain.data.module import Codec, PhaseData
+from mmtrain.data.position import DataPosition
 from mmtrain.families.registry import FAMILIES
 from mmtrain.parallel.checkpoint import AtomicCheckpointIO, read_checkpoint
 from mmtrain.run.callbacks import CurriculumState, KillAtStep, PhaseProgressBar
@@ -43,8 +44,9 @@ def build_families(run: RunConfig) -> dict:
     return {name: FAMILIES[name].module_cls()(cfg) for name, cfg in run.model.items()}
 
 
-def codecs(families: dict) -> dict:
-    return {name: (module.sample_decoder(), module.collate) for name, module in families.items()}
+def codecs(families: dict) -> dict[str, Codec]:
+    return {name: Codec(module.sample_decoder(), module.collate, module.required_fields())
+            for name, module in families.items()}
 
 
 def find_resume_point(run: RunConfig, rd: RunDir) -> ResumePoint:
@@ -88,11 +90,13 @@ def _describe(a: dict, b: dict) -> str:
     return ", ".join(f"{k} {a.get(k)!r} -> {b.get(k)!r}" for k in keys)
 
 
-def build_trainer(run: RunConfig, phase: PhaseConfig, index: int, rd: RunDir, loggers) -> L.Trainer:
+def build_trainer(run: RunConfig, phase: PhaseConfig, index: int, rd: RunDir, loggers,
+                  position: DataPosition) -> L.Trainer:
     t = run.trainer
     accumulate = t.accumulate_grad_batches
     callbacks = [
         CurriculumState(run.phases, index),
+        position,
         ModelCheckpoint(
             dirpath=rd.checkpoints, filename=f"phase{index}-{phase.name}-{{step}}",
             every_n_train_steps=run.callbacks.checkpoint.every_n_steps, save_last=True,
@@ -144,9 +148,10 @@ def run_curriculum(run: RunConfig, rd: RunDir) -> JointModule:
         if index < start.phase_index:
             continue
         joint.set_phase(phase, index, sum(p.steps for p in run.phases[:index]))
+        position = DataPosition(reshard_on_resume=run.data.reshard_on_resume)
         data = PhaseData(run.data, phase, codecs(families), seed=run.seed,
-                         limit_val_batches=run.trainer.limit_val_batches)
-        trainer = build_trainer(run, phase, index, rd, loggers)
+                         limit_val_batches=run.trainer.limit_val_batches, position=position)
+        trainer = build_trainer(run, phase, index, rd, loggers, position)
         trainer.fit(joint, datamodule=data,
                     ckpt_path=start.ckpt_path if index == start.phase_index else None)
         if trainer.global_step < phase.steps:

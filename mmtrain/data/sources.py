@@ -59,3 +59,24 @@ def check_readable(shard: str, what: str) -> None:
 
 def _missing(path: str, what: str) -> bool:
     raise DataError(f"{what}: shard {path} does not exist (listed by the source's pattern)")
+
+
+def check_fields(source: str, shard: str, family: str, fields: dict[str, tuple[str, ...]]) -> None:
+    """Reads the first sample of `shard` and names every field `family` needs that it lacks."""
+    from mmtrain.data.shards import ShardReadError, read_shard
+
+    try:
+        sample = next((s for _, s in read_shard(shard)), None)
+    except ShardReadError as err:
+        raise DataError(f"source {source}: cannot read {shard} ({err.cause})") from None
+    if sample is None:
+        raise DataError(f"source {source}: shard {shard} holds no samples; re-write or remove it")
+    have = sorted(k for k in sample if not k.startswith("__"))
+    lacking = [f"{name} (one of .{', .'.join(exts)})" for name, exts in fields.items()
+               if not any(e in sample for e in exts)]
+    if lacking:
+        raise DataError(
+            f"source {source} cannot feed family {family}: its samples lack "
+            f"{'; '.join(lacking)}. The first sample of {shard} has: {', '.join(have) or 'nothing'}. "
+            f"Point data.family_sources.{family} at sources with these fields, or repack the "
+            "data (`python -m mmtrain.data pack`, docs/packing.md)")

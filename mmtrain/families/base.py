@@ -23,8 +23,14 @@ class FamilyModule(L.LightningModule):
         # Mean across data-parallel ranks; the curriculum module installs the strategy's.
         self.reduce_mean: Callable[[Tensor], Tensor] = lambda t: t
 
-    def sample_decoder(self) -> Callable[[dict], dict | None]:
-        """raw webdataset sample -> decoded sample, or None to skip it (see batch.py)."""
+    def sample_decoder(self) -> Callable[[dict], dict]:
+        """raw webdataset sample -> decoded sample; raises mmtrain.data.shards.BadSample
+        (with a reason) for a sample to skip (see batch.py)."""
+        raise NotImplementedError
+
+    def required_fields(self) -> dict[str, tuple[str, ...]]:
+        """field -> the sample extensions that can carry it; checked against every source
+        before training."""
         raise NotImplementedError
 
     @staticmethod

@@ -1,103 +1,114 @@
-"""The batch stream: deterministic, disjoint across ranks, exactly resumable, loud errors."""
+"""The batch stream: deterministic, shuffled, mixed by weight, exactly resumable from the
+position each batch carries."""
 
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from pathlib import Path
 
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from mmtrain.data.sources import DataError, expand_shards
-from mmtrain.data.stream import Feed, MixtureStream
+from mmtrain.data.sources import expand_shards
+from mmtrain.data.stream import Feed, MixtureStream, StreamOptions, StreamStart
 from mmtrain.families.t2i import batch as t2i_batch
+from tests.data.shardkit import key_collate, key_decode, write_shards
 
 
-def feed(world: Path) -> Feed:
+def t2i_feed(world: Path) -> Feed:
     shards = expand_shards(str(world / "scenes" / "train-*.tar"), what="test")
-    return Feed(shards, t2i_batch.decoder(16), t2i_batch.collate)
+    return Feed({"scenes": shards}, t2i_batch.decoder(16), t2i_batch.collate)
 
 
-def batches(world: Path, n: int, *, workers: int = 0, start: int = 0, rank: int = 0,
-            world_size: int = 1, mix=None, feeds=None) -> list[dict]:
-    stream = MixtureStream(feeds or {"t2i": feed(world)}, mix or {"t2i": 1.0}, batch_size=8,
-                           seed=3, rank=rank, world_size=world_size, shuffle_buffer=32,
-                           start_batch=start)
-    loader = DataLoader(stream, batch_size=None, num_workers=workers)
+def stream(feeds, mix=None, *, rank=0, world_size=1, start=None, **options) -> MixtureStream:
+    o = StreamOptions(**{"batch_size": 8, "seed": 3, "shuffle_buffer": 32, **options})
+    return MixtureStream(feeds, mix or {f: 1.0 for f in feeds}, o, rank=rank,
+                         world_size=world_size, start=start)
+
+
+def take(s: MixtureStream, n: int | None, workers: int = 0) -> list[dict]:
+    loader = DataLoader(s, batch_size=None, num_workers=workers)
     return list(itertools.islice(loader, n))
 
 
-def same(a: list[dict], b: list[dict]) -> bool:
-    return len(a) == len(b) and all(
-        x["captions"] == y["captions"] and torch.equal(x["pixels"], y["pixels"])
-        for x, y in zip(a, b, strict=True))
+def start_after(batches: list[dict]) -> StreamStart:
+    """What DataPosition saves after training on `batches`: each slot's latest state."""
+    slots = {b["_position"].slot: b["_position"].families for b in batches}
+    return StreamStart(next_batch=batches[-1]["_position"].batch + 1, slots=slots)
 
 
-def test_same_seed_same_batches_and_shuffled(small_world):
-    first, again = batches(small_world, 6), batches(small_world, 6)
-    assert same(first, again)
+def keys(batches: list[dict]) -> list[list[str]]:
+    return [b["keys"] for b in batches]
+
+
+@pytest.fixture
+def shards(tmp_path) -> list[str]:
+    return write_shards(tmp_path / "a", [13, 9, 16, 11, 7, 12])
+
+
+def test_same_seed_same_batches_shuffled_and_decoded(small_world):
+    first, again = take(stream({"t2i": t2i_feed(small_world)}), 4), \
+        take(stream({"t2i": t2i_feed(small_world)}), 4)
+    assert all(torch.equal(a["pixels"], b["pixels"]) and a["captions"] == b["captions"]
+               for a, b in zip(first, again, strict=True))
     assert first[0]["pixels"].shape == (8, 3, 16, 16)
     assert -1.0 <= first[0]["pixels"].min() and first[0]["pixels"].max() <= 1.0
-    keys = [c for b in first for c in b["captions"]]
-    assert len(set(keys)) > 20  # shuffled across the buffer, not one repeated sample
+    other_seed = take(stream({"t2i": t2i_feed(small_world)}, seed=4), 1)
+    assert other_seed[0]["captions"] != first[0]["captions"]
 
 
 @pytest.mark.parametrize("workers", [0, 2])
-@pytest.mark.parametrize("start", [1, 5])
-def test_resume_at_any_batch_gives_the_identical_remainder(small_world, workers, start):
-    full = batches(small_world, 9, workers=workers)
-    resumed = batches(small_world, 9 - start, workers=workers, start=start)
-    assert same(full[start:], resumed)
+@pytest.mark.parametrize("k", [1, 5, 14])
+def test_resume_from_the_saved_position_gives_the_identical_remainder(shards, workers, k):
+    feeds = {"f": Feed({"a": shards}, key_decode, key_collate)}
+    full = take(stream(feeds), 24, workers)
+    resumed = take(stream(feeds, start=start_after(full[:k])), 24 - k, workers)
+    assert keys(resumed) == keys(full[k:])  # k=14 crosses an epoch boundary (68 samples)
 
 
-def test_ranks_read_disjoint_samples(small_world):
-    seen = [{c for b in batches(small_world, 4, rank=r, world_size=2) for c in b["captions"]}
-            for r in range(2)]
-    pixels = [batches(small_world, 4, rank=r, world_size=2)[0]["pixels"] for r in range(2)]
-    assert not torch.equal(pixels[0], pixels[1])
-    assert seen[0] and seen[1]
+def test_resume_restores_the_shuffle_buffer_and_source_mix(tmp_path):
+    a = write_shards(tmp_path / "a", [20, 20, 20])
+    b = write_shards(tmp_path / "b", [15, 15], prefix="b")
+    feeds = {"f": Feed({"a": a, "b": b}, key_decode, key_collate, {"a": 2.0, "b": 1.0})}
+    full = take(stream(feeds, shuffle_buffer=64), 20)
+    resumed = take(stream(feeds, shuffle_buffer=64, start=start_after(full[:7])), 13)
+    assert keys(resumed) == keys(full[7:])
 
 
-def test_mixture_follows_weights_and_is_rank_invariant(small_world):
-    two = {"a": feed(small_world), "b": feed(small_world)}
-    out = batches(small_world, 200, feeds=two, mix={"a": 3.0, "b": 1.0})
+def test_sources_mix_by_weight(tmp_path):
+    a = write_shards(tmp_path / "a", [50] * 4)
+    b = write_shards(tmp_path / "b", [50] * 4, prefix="b")
+    feeds = {"f": Feed({"a": a, "b": b}, key_decode, key_collate, {"a": 3.0, "b": 1.0})}
+    drawn = [k for batch in take(stream(feeds, shuffle_buffer=0), 100) for k in batch["keys"]]
+    share_a = sum(k.startswith("train") for k in drawn) / len(drawn)
+    assert abs(share_a - 0.75) < 0.03, share_a  # 800 draws: 3 standard deviations is 0.046
+
+
+def test_families_mix_by_weight_and_every_rank_steps_the_same_family(shards):
+    two = {"a": Feed({"s": shards}, key_decode, key_collate),
+           "b": Feed({"s": shards}, key_decode, key_collate)}
+    out = take(stream(two, {"a": 3.0, "b": 1.0}), 200)
     share = sum(b["family"] == "a" for b in out) / len(out)
     assert 0.65 < share < 0.85
-    other_rank = batches(small_world, 50, feeds=two, mix={"a": 3.0, "b": 1.0}, rank=1,
-                         world_size=2)
+    other_rank = take(stream(two, {"a": 3.0, "b": 1.0}, rank=1, world_size=2), 50)
     assert [b["family"] for b in out[:50]] == [b["family"] for b in other_rank]
 
 
-def test_more_readers_than_shards_is_a_clear_error(small_world):
-    with pytest.raises(DataError, match="4 shard\\(s\\) for 8 readers"):
-        batches(small_world, 1, rank=0, world_size=8)
+def test_finite_epochs_see_every_sample_once_per_epoch_in_a_new_order(shards):
+    feeds = {"f": Feed({"a": shards}, key_decode, key_collate)}
+    seen = [k for b in take(stream(feeds, max_epochs=2), None) for k in b["keys"]]
+    assert Counter(seen) == Counter({k: 2 for k in set(seen)}) and len(set(seen)) == 68
+    # Without a shuffle buffer (which spans the boundary) the epochs split cleanly.
+    seen = [k for b in take(stream(feeds, max_epochs=2, shuffle_buffer=0), None) for k in b["keys"]]
+    first, second = seen[:68], seen[68:]
+    assert set(first) == set(second) and first != second
 
 
-def test_missing_directory_names_it_and_the_fix(tmp_path):
-    with pytest.raises(DataError) as err:
-        expand_shards(str(tmp_path / "nowhere" / "train-*.tar"), what="data.sources.x.train")
-    msg = str(err.value)
-    assert "nowhere" in msg and "does not exist" in msg and "python -m mmtrain.data synth" in msg
-
-
-def test_empty_shard_is_refused(tmp_path):
-    (tmp_path / "train-000000.tar").write_bytes(b"")
-    with pytest.raises(DataError, match="is empty"):
-        expand_shards(str(tmp_path / "train-*.tar"), what="x")
-
-
-@pytest.mark.parametrize("content", [b"this is not a tar archive" * 40, b"\0" * 10240])
-def test_unreadable_or_sample_less_shard_is_refused(tmp_path, content):
-    (tmp_path / "train-000000.tar").write_bytes(content)
-    with pytest.raises(DataError, match="train-000000.tar"):
-        expand_shards(str(tmp_path / "train-*.tar"), what="x")
-
-
-def test_unreadable_samples_are_skipped(tmp_path, small_world):
-    decode = t2i_batch.decoder(16)
-    assert decode({"png": b"not an image", "txt": b"a red circle"}) is None
-    assert decode({"txt": b"no image"}) is None
-    good = next(iter(__import__("webdataset").WebDataset(
-        feed(small_world).shards[0], shardshuffle=False)))
-    assert decode(good)["pixels"].shape == (3, 16, 16)
+def test_resampled_mode_is_endless_deterministic_and_needs_few_shards(tmp_path):
+    one = write_shards(tmp_path / "one", [5])
+    feeds = {"f": Feed({"a": one}, key_decode, key_collate)}
+    a = take(stream(feeds, resampled=True, batch_size=4), 10, workers=2)
+    b = take(stream(feeds, resampled=True, batch_size=4), 10, workers=2)
+    assert keys(a) == keys(b) and len(a) == 10  # 2 readers over 1 shard, 40 samples from 5

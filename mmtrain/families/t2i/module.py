@@ -44,6 +44,9 @@ class TextToImage(FamilyModule):
     def sample_decoder(self):
         return batch_codec.decoder(self.config.resolution)
 
+    def required_fields(self) -> dict[str, tuple[str, ...]]:
+        return batch_codec.FIELDS
+
     collate = staticmethod(batch_codec.collate)
 
     # ---- training -------------------------------------------------------------------
