@@ -45,7 +45,8 @@ def build_families(run: RunConfig) -> dict:
 
 
 def codecs(families: dict) -> dict[str, Codec]:
-    return {name: Codec(module.sample_decoder(), module.collate, module.required_fields())
+    return {name: Codec(module.sample_decoder(), module.collate, module.required_fields(),
+                        module.check_source)
             for name, module in families.items()}
 
 

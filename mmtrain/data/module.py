@@ -27,6 +27,7 @@ class Codec:
     decode: Callable[[dict], dict]
     collate: Callable[[list[dict]], dict]
     fields: dict[str, tuple[str, ...]]  # field -> extensions that can carry it
+    check_source: Callable[[str, list[str]], None] = lambda source, shards: None
 
 
 def family_feed(data: DataConfig, family: str, codec: Codec, split: str) -> Feed | None:
@@ -37,6 +38,7 @@ def family_feed(data: DataConfig, family: str, codec: Codec, split: str) -> Feed
             continue
         shards = expand_shards(pattern, what=f"data.sources.{name}.{split} (family {family})")
         check_fields(name, shards[0], family, codec.fields)
+        codec.check_source(name, shards)
         sources[name] = shards
     if not sources:
         return None

@@ -28,6 +28,10 @@ class FamilyModule(L.LightningModule):
         (with a reason) for a sample to skip (see batch.py)."""
         raise NotImplementedError
 
+    def check_source(self, source: str, shards: list[str]) -> None:
+        """Refuse (DataError naming the fix) a source this family cannot train on beyond
+        missing fields, e.g. latents encoded by another autoencoder. Called before training."""
+
     def required_fields(self) -> dict[str, tuple[str, ...]]:
         """field -> the sample extensions that can carry it; checked against every source
         before training."""
