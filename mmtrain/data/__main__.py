@@ -2,6 +2,7 @@
 
 Commands:
   synth   write the synthetic world (scenes, documents, views3d) as webdataset shards
+  pack    pack your data (images, vqa, documents, views3d) into webdataset shards
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from mmtrain.data.pack.cli import add_pack_command
 from mmtrain.data.synth.writer import KINDS, write_world
 
 
@@ -95,6 +97,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_synth(commands)
+    add_pack_command(commands)
     args = parser.parse_args(argv)
     args.run(args)
 
