@@ -3,6 +3,7 @@
 Commands:
   synth   write the synthetic world (scenes, documents, views3d) as webdataset shards
   pack    pack your data (images, vqa, documents, views3d) into webdataset shards
+  inspect report what shards hold, their bad samples, and a contact sheet
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from mmtrain.data.inspect.cli import add_inspect_command
 from mmtrain.data.pack.cli import add_pack_command
 from mmtrain.data.synth.writer import KINDS, write_world
 
@@ -98,6 +100,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_synth(commands)
     add_pack_command(commands)
+    add_inspect_command(commands)
     args = parser.parse_args(argv)
     args.run(args)
 
