@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import SMALL_WORLD, run_mmtrain
 
-FAST = [*SMALL_WORLD, "data.batch_size=8", "model.t2i.sampler.steps=2",
+FAST = [*SMALL_WORLD, "data.batch_size=8", "data.num_workers=2", "model.t2i.sampler.steps=2",
         "model.t2i.samples_per_prompt=1", "trainer.log_every_n_steps=1",
         "callbacks.checkpoint.every_n_steps=3", "callbacks.export_at_end=false",
         "phases.0.steps=4", "phases.1.steps=6", "phases.2.steps=4"]
@@ -35,12 +35,21 @@ def test_kill_and_resume_matches_uninterrupted_run(small_world, tmp_path):
     run = tmp_path / "runs" / "killed"
     assert (run / "checkpoints" / "last.ckpt").exists()
     assert not (run / "checkpoints" / "phase2-joint-3.ckpt").exists()
+    # The saved data position belongs to 2 data workers: 1 is refused, with the way out.
+    other = run_mmtrain("+recipe=joint_finetune", "name=killed", *FAST, "data.num_workers=1",
+                        cwd=tmp_path, check=False)
+    assert other.returncode != 0
+    assert "num_workers 2 -> 1" in other.stderr and "reshard_on_resume" in other.stderr
     out = run_mmtrain("+recipe=joint_finetune", "name=killed", *FAST, cwd=tmp_path)
     assert "run finished" in out.stdout
     straight, resumed = loss_trace(tmp_path / "runs" / "straight"), loss_trace(run)
     assert sorted(straight) == sorted(resumed) == list(range(14))
     for step in straight:
         assert resumed[step] == pytest.approx(straight[step], rel=1e-6, abs=1e-7), step
+    with open(run / "metrics" / "metrics.csv") as f:  # data counters (per phase) are metrics
+        rows = [r for r in csv.DictReader(f) if r.get("data/t2i/seen")]
+    assert max(float(r["data/t2i/seen"]) for r in rows) >= 8 * 6  # phase 1: 6 steps of 8
+    assert all(float(r["data/t2i/skip_rate"]) == 0 for r in rows)
 
     # A changed schedule is refused before any training, with the difference named.
     changed = run_mmtrain("+recipe=joint_finetune", "name=killed", *FAST[:-1],
