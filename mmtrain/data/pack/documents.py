@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
@@ -44,7 +45,7 @@ def _png_bound(width: int, height: int) -> int:
     return raw + 5 * (raw // 16383 + 1) + 12 * (raw // 8192 + 2) + 1024
 
 
-def _page(path, source: str, skips: Skips) -> tuple[int, int, bool] | None:
+def _page(path: Path, source: str, skips: Skips) -> tuple[int, int, bool] | None:
     """(width, height, stored as is) from the page's header, or None when skipped."""
     try:
         with Image.open(path) as image:

@@ -42,8 +42,7 @@ def _meta(source: str, width: int, height: int) -> bytes:
     return json_bytes({"source": source, "width": width, "height": height})
 
 
-def _item(path: Path, root: Path, caption: str) -> Item:
-    source = relative(path, root)
+def _item(path: Path, source: str, caption: str) -> Item:
     st = stamp(path, source)
     sizes = [st[1], len(caption.encode()), len(_meta(source, _DIM_BOUND, _DIM_BOUND))]
     return Item(source, [path], [st], {"caption": caption}, sample_bytes(sizes))
@@ -95,8 +94,8 @@ def scan(opts: PackOptions) -> tuple[list[Item], Skips]:
             else:
                 listed[source] = caption
     items = []
-    for path in files:
-        source, suffix = relative(path, root), path.suffix.lower()
+    for source, path in files:
+        suffix = path.suffix.lower()
         if suffix in OTHER_IMAGE_SUFFIXES:
             skips.add("unsupported_format", source)
         if suffix not in IMAGE_SUFFIXES:
@@ -112,7 +111,7 @@ def scan(opts: PackOptions) -> tuple[list[Item], Skips]:
         if caption is None or not caption.strip():
             skips.add("missing_caption", source)
             continue
-        items.append(_item(path, root, caption.strip()))
+        items.append(_item(path, source, caption.strip()))
     for source in sorted(listed):  # captions naming images that are not in the folder
         path = root / source
         if path.suffix.lower() not in IMAGE_SUFFIXES and path.is_file():

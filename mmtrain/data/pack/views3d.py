@@ -80,25 +80,29 @@ def _size(path: Path) -> tuple[int, int]:
         return image.size
 
 
+def _read_transforms(path: Path) -> tuple[dict, list[np.ndarray], list[str]]:
+    """(transforms dict, 4x4 matrices, file paths); Skip when it is not NeRF-style."""
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        frames = meta["frames"]
+        matrices = [np.asarray(f["transform_matrix"], dtype=np.float32) for f in frames]
+        files = [str(f["file_path"]) for f in frames]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:
+        raise Skip("bad_transforms") from e
+    focal_given = any(isinstance(meta.get(k), int | float) for k in ("camera_angle_x", "fl_x"))
+    if not frames or any(m.shape != (4, 4) for m in matrices) or not focal_given:
+        raise Skip("bad_transforms")
+    return meta, matrices, files
+
+
 def _plan_scene(scene: Path, root: Path, opts: PackOptions) -> Item:
     transforms = next(scene / n for n in TRANSFORMS if (scene / n).is_file())
     source = relative(scene, root) if scene != root else scene.name
-    try:
-        meta = json.loads(transforms.read_text(encoding="utf-8"))
-        frames = meta["frames"]
-        matrices = [np.asarray(f["transform_matrix"], dtype=np.float32) for f in frames]
-        paths = [_frame_path(scene, f["file_path"]) for f in frames]
-        angle, fl_x = meta.get("camera_angle_x"), meta.get("fl_x")
-        if (
-            not frames
-            or any(m.shape != (4, 4) for m in matrices)
-            or (angle is None and fl_x is None)
-        ):
-            raise ValueError("needs frames with 4x4 matrices and camera_angle_x (or fl_x)")
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:
-        raise Skip("bad_transforms") from e
-    if opts.max_views and len(frames) > opts.max_views:  # evenly spaced, first and last kept
-        keep = sorted(set(np.linspace(0, len(frames) - 1, opts.max_views).round().astype(int)))
+    meta, matrices, files = _read_transforms(transforms)
+    paths = [_frame_path(scene, f) for f in files]
+    fl_x = meta["fl_x"] if isinstance(meta.get("fl_x"), int | float) else None
+    if opts.max_views and len(paths) > opts.max_views:  # evenly spaced, first and last kept
+        keep = sorted(set(np.linspace(0, len(paths) - 1, opts.max_views).round().astype(int)))
         matrices, paths = [matrices[i] for i in keep], [paths[i] for i in keep]
     if not all(p.is_file() for p in paths):
         raise Skip("missing_image")
@@ -113,7 +117,9 @@ def _plan_scene(scene: Path, root: Path, opts: PackOptions) -> Item:
         scale = opts.view_size / width
         width, height = opts.view_size, max(1, round(height * scale))
     focal = (
-        float(fl_x) if fl_x is not None else 0.5 * (width / scale) / math.tan(0.5 * float(angle))
+        float(fl_x)
+        if fl_x is not None
+        else 0.5 * (width / scale) / math.tan(0.5 * float(meta["camera_angle_x"]))
     )
     out = {
         "source": source,
@@ -127,7 +133,7 @@ def _plan_scene(scene: Path, root: Path, opts: PackOptions) -> Item:
     if isinstance(meta.get("caption"), str):
         out["caption"] = meta["caption"].strip()
     elif caption_file.is_file():
-        out["caption"] = caption_file.read_text(encoding="utf-8").strip()
+        out["caption"] = caption_file.read_text(encoding="utf-8", errors="replace").strip()
     for bound in ("near", "far"):
         if isinstance(meta.get(bound), int | float):
             out[bound] = float(meta[bound])
