@@ -112,3 +112,9 @@ def test_resampled_mode_is_endless_deterministic_and_needs_few_shards(tmp_path):
     a = take(stream(feeds, resampled=True, batch_size=4), 10, workers=2)
     b = take(stream(feeds, resampled=True, batch_size=4), 10, workers=2)
     assert keys(a) == keys(b) and len(a) == 10  # 2 readers over 1 shard, 40 samples from 5
+
+
+def test_pipe_urls_stream_like_local_files(shards):
+    local = {"f": Feed({"a": shards}, key_decode, key_collate)}
+    piped = {"f": Feed({"a": [f"pipe:cat {s}" for s in shards]}, key_decode, key_collate)}
+    assert keys(take(stream(piped), 6)) == keys(take(stream(local), 6))
