@@ -52,10 +52,15 @@ def _records(path: Path, skips: Skips) -> list[tuple[str, str]]:
     """(image path, caption) pairs from a JSONL or CSV captions file."""
     try:
         text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as e:
+    except (FileNotFoundError, IsADirectoryError) as e:
         raise PackError(f"captions file {path} does not exist; check --captions") from e
+    except UnicodeDecodeError as e:
+        raise PackError(f"captions file {path} is not UTF-8 text") from e
     if path.suffix.lower() == ".csv":
-        rows = [(i + 2, row) for i, row in enumerate(csv.DictReader(text.splitlines()))]
+        try:
+            rows = [(i + 2, row) for i, row in enumerate(csv.DictReader(text.splitlines()))]
+        except csv.Error as e:
+            raise PackError(f"captions file {path} is not valid CSV: {e}") from e
     elif path.suffix.lower() in (".jsonl", ".json"):
         rows = []
         for i, line in enumerate(text.splitlines(), 1):

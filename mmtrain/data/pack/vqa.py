@@ -72,7 +72,7 @@ def _read(path: Path, skips: Skips) -> dict[str, list[dict]]:
 def scan(opts: PackOptions) -> tuple[list[Item], Skips]:
     if not opts.input.is_file():
         raise PackError(
-            f"input file {opts.input} does not exist; `vqa` takes a JSONL file of "
+            f"input file {opts.input} does not exist or is not a file; `vqa` takes a JSONL of "
             '{"image": path, "question": ..., "answer": ...} records'
         )
     root = opts.images_root or opts.input.parent
