@@ -150,7 +150,8 @@ def run_curriculum(run: RunConfig, rd: RunDir) -> JointModule:
             continue
         joint.set_phase(phase, index, sum(p.steps for p in run.phases[:index]))
         position = DataPosition(reshard_on_resume=run.data.reshard_on_resume)
-        data = PhaseData(run.data, phase, codecs(families), seed=run.seed,
+        # Each phase reads its own sample order (phase 0 keeps the run's seed).
+        data = PhaseData(run.data, phase, codecs(families), seed=run.seed + 1_000_003 * index,
                          limit_val_batches=run.trainer.limit_val_batches, position=position)
         trainer = build_trainer(run, phase, index, rd, loggers, position)
         trainer.fit(joint, datamodule=data,
