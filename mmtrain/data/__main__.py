@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from mmtrain.data.inspect.cli import add_inspect_command
+from mmtrain.data.latents.cli import add_encode_latents_command
 from mmtrain.data.pack.cli import add_pack_command
 from mmtrain.data.synth.writer import KINDS, write_world
 
@@ -101,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     _add_synth(commands)
     add_pack_command(commands)
     add_inspect_command(commands)
+    add_encode_latents_command(commands)
     args = parser.parse_args(argv)
     args.run(args)
 

@@ -4,6 +4,10 @@ Two losses, which phases weight: `autoencoder` (reconstruction + KL, trains the 
 `diffusion` (noise prediction with min-SNR weighting, trains the UNet and text encoder).
 Sampling goes through a stock StableDiffusionPipeline assembled from these very modules,
 so what validation shows is what the export serves.
+
+The diffusion loss also trains from latent shards (`python -m mmtrain.data encode-latents`,
+docs/latents.md): the stored posterior replaces the VAE encode, stored text states the text
+encoder; the math after that is the same.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import StableDiffusionPipeline
 from diffusers.training_utils import compute_snr
+from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image, ImageDraw
 from torch import Tensor
 
@@ -33,6 +38,7 @@ class TextToImage(FamilyModule):
         self.text_encoder = networks.build_text_encoder(config, len(self.tokenizer))
         self.vae = networks.build_vae(config)
         latent_size = config.resolution // 2 ** (len(self.vae.config.block_out_channels) - 1)
+        self.latent_shape = (self.vae.config.latent_channels, latent_size, latent_size)
         self.unet = networks.build_unet(config, self.text_encoder.config.hidden_size,
                                         self.vae.config.latent_channels, latent_size)
         self.noise_scheduler = networks.build_noise_scheduler(config)
@@ -40,9 +46,20 @@ class TextToImage(FamilyModule):
         scale = config.autoencoder.scaling_factor or (
             self.vae.config.scaling_factor if config.pretrained_path else 0.0)
         self.register_buffer("latent_scale", torch.tensor(float(scale)))
+        self.active_losses: set[str] = set(self.default_loss_weights)
 
     def sample_decoder(self):
-        return batch_codec.decoder(self.config.resolution)
+        return batch_codec.decoder(self.config.resolution, self.latent_shape)
+
+    def check_source(self, source: str, shards: list[str]) -> None:
+        """Latent shards: refused unless encoded by this very autoencoder (and text encoder,
+        when they carry text states) at this resolution (mmtrain/data/latents/check.py)."""
+        from mmtrain.data.latents.check import check_latent_source
+
+        manifest = check_latent_source(self, source, shards, self.active_losses)
+        if manifest is not None and float(self.latent_scale) == 0:
+            # not measured: the scale of the bundle the latents came from (same VAE)
+            self.latent_scale.fill_(manifest["autoencoder"]["scaling_factor"])
 
     def required_fields(self) -> dict[str, tuple[str, ...]]:
         return batch_codec.FIELDS
@@ -51,26 +68,50 @@ class TextToImage(FamilyModule):
 
     # ---- training -------------------------------------------------------------------
     def losses(self, batch: dict, active: set[str], generator: torch.Generator) -> dict[str, Tensor]:
-        pixels = batch["pixels"]
+        pixels = batch.get("pixels")
         out: dict[str, Tensor] = {}
         if "autoencoder" in active:
+            if pixels is None:
+                raise ValueError("the t2i autoencoder loss needs images; this batch holds "
+                                 "latents (train the autoencoder on image shards)")
             posterior = self.vae.encode(pixels).latent_dist
             recon = self.vae.decode(posterior.sample(_on(generator, pixels))).sample
             out["autoencoder"] = (F.l1_loss(recon, pixels)
                                   + self.config.autoencoder.kl_weight * posterior.kl().mean())
         if "diffusion" in active:
-            out["diffusion"] = self._diffusion_loss(pixels, batch["captions"], generator)
+            out["diffusion"] = self._diffusion_loss(batch, generator)
         return out
 
-    def _diffusion_loss(self, pixels: Tensor, captions: list[str], generator) -> Tensor:
+    def _posterior_sample(self, batch: dict, generator) -> Tensor:
+        """A sample of the VAE posterior: encoded from pixels, or from stored latents with
+        the same draw (mean + std * noise); mean-only latents still draw it, so the rest of
+        the step's randomness matches the pixel path."""
+        if "pixels" in batch:
+            pixels = batch["pixels"]
+            return self.vae.encode(pixels).latent_dist.sample(_on(generator, pixels))
+        mean = batch["latents"].to(self.device, torch.float32)
+        noise = randn_tensor(mean.shape, generator=_on(generator, mean), device=mean.device,
+                             dtype=mean.dtype)
+        std = batch.get("latent_std")
+        return mean if std is None else mean + std.to(mean) * noise
+
+    def _diffusion_loss(self, batch: dict, generator) -> Tensor:
         with torch.no_grad():
-            latents = self.vae.encode(pixels).latent_dist.sample(_on(generator, pixels))
+            latents = self._posterior_sample(batch, generator)
             if self.latent_scale.item() == 0:  # unit-variance latents, measured once
                 self.latent_scale.fill_(1.0 / self.reduce_mean(latents.float().std()).item())
             latents = latents * self.latent_scale
+        captions = batch["captions"]
         drop = torch.rand(len(captions), generator=generator) < self.config.caption_dropout
-        captions = ["" if d else c for c, d in zip(captions, drop.tolist(), strict=True)]
-        context = self.encode_text(captions)
+        if "text" in batch:  # stored states of a frozen text encoder; "" for dropped captions
+            context = batch["text"].to(self.device, torch.float32)
+            if drop.any():
+                with torch.no_grad():
+                    empty = self.encode_text([""])
+                context = torch.where(drop.to(context.device)[:, None, None], empty, context)
+        else:
+            captions = ["" if d else c for c, d in zip(captions, drop.tolist(), strict=True)]
+            context = self.encode_text(captions)
         n = latents.shape[0]
         noise = torch.randn(latents.shape, generator=generator).to(latents)
         steps = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (n,),
@@ -91,12 +132,11 @@ class TextToImage(FamilyModule):
         return (weight * per_sample).mean()
 
     def encode_text(self, captions: list[str]) -> Tensor:
-        ids = self.tokenizer(captions, padding="max_length", truncation=True,
-                             max_length=self.tokenizer.model_max_length,
-                             return_tensors="pt").input_ids.to(self.device)
+        ids = batch_codec.token_ids(self.tokenizer, captions).to(self.device)
         return self.text_encoder(ids)[0]
 
     def on_phase_start(self, active: set[str]) -> None:
+        self.active_losses = set(active)
         if "diffusion" in active and self.config.autoencoder.scaling_factor is None \
                 and not self.config.pretrained_path:
             self.latent_scale.zero_()  # the autoencoder may have changed: measure again

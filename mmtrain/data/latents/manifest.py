@@ -1,0 +1,76 @@
+"""`latents.json`, written next to latent shards by encode-latents, and the fingerprints
+that tie the latents to the autoencoder (and text encoder, tokenizer) that produced them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from mmtrain.files import fsync_path
+
+FILENAME = "latents.json"
+FORMAT = "mmtrain.latents"
+VERSION = 1
+SHARD_PATTERN = "latents-{:06d}.tar"
+
+
+def module_fingerprint(module: torch.nn.Module) -> str:
+    """sha256 over a module's state_dict: every tensor by sorted name, with its shape and
+    values (floating point as float32 little-endian, so the dtype a copy was loaded in
+    does not matter, only its values). Equal weights <=> equal fingerprints."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        t = tensor.detach()
+        if hasattr(t, "full_tensor"):  # a DTensor (FSDP2): the whole tensor, every rank
+            t = t.full_tensor()
+        t = (t.float() if t.is_floating_point() else t).cpu().contiguous()
+        digest.update(f"{name}:{tuple(t.shape)}:{str(t.dtype)};".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().data)
+    return digest.hexdigest()
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """sha256 of what decides the token ids: the fast tokenizer's model, normalizer and
+    post-processor (not its transient padding/truncation state), the context length and
+    the padding token."""
+    state = json.loads(tokenizer.backend_tokenizer.to_str())
+    state.pop("padding", None)
+    state.pop("truncation", None)
+    payload = {"tokenizer": state, "model_max_length": tokenizer.model_max_length,
+               "pad_token": str(tokenizer.pad_token), "padding_side": tokenizer.padding_side}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+class LatentsManifestError(ValueError):
+    pass
+
+
+def read_manifest(directory: str | os.PathLike) -> dict | None:
+    """A directory's latents.json; None when there is none."""
+    path = Path(directory) / FILENAME
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise LatentsManifestError(f"{path} is not valid JSON ({err})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise LatentsManifestError(f"{path} is not a {FORMAT} manifest")
+    if manifest.get("version", 0) > VERSION:
+        raise LatentsManifestError(f"{path} has format version {manifest['version']}; this "
+                                   f"mmtrain reads up to {VERSION}: update mmtrain")
+    return manifest
+
+
+def write_manifest(directory: Path, manifest: dict) -> None:
+    """Replaces latents.json atomically (temp file, fsync, rename)."""
+    path = Path(directory) / FILENAME
+    tmp = path.with_name(f".{FILENAME}.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    fsync_path(tmp)
+    os.replace(tmp, path)
+    fsync_path(directory)
