@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
+from mmtrain.families.doc.config import DocConfig
 from mmtrain.families.t2i.config import T2IConfig
 
 
@@ -34,5 +35,14 @@ FAMILIES: dict[str, FamilySpec] = {
         fields=("image", "caption"),
         losses=("autoencoder", "diffusion"),
         description="text-to-image latent diffusion (CLIP text encoder, UNet, autoencoder)",
+    ),
+    "doc": FamilySpec(
+        name="doc",
+        config_cls=DocConfig,
+        module_path="mmtrain.families.doc.module:Document",
+        fields=("image", "annotation"),
+        losses=("entities", "reader"),
+        description="document intelligence: LayoutLMv3 FUNSD entity tagging, OCR-free "
+                    "Donut-like reader, key-value/section parser (json, xml, csv), PDF input",
     ),
 }
