@@ -10,6 +10,7 @@ import importlib
 from dataclasses import dataclass
 
 from mmtrain.families.doc.config import DocConfig
+from mmtrain.families.retrieval.config import RetrievalConfig
 from mmtrain.families.t2i.config import T2IConfig
 
 
@@ -35,6 +36,15 @@ FAMILIES: dict[str, FamilySpec] = {
         fields=("image", "caption"),
         losses=("autoencoder", "diffusion"),
         description="text-to-image latent diffusion (CLIP text encoder, UNet, autoencoder)",
+    ),
+    "retrieval": FamilySpec(
+        name="retrieval",
+        config_cls=RetrievalConfig,
+        module_path="mmtrain.families.retrieval.module:Retrieval",
+        fields=("image", "caption"),
+        losses=("contrastive",),
+        description="cross-modal retrieval: CLIP-style dual encoder (MiniLM text tower, "
+                    "image tower), one ranked list across text, images and documents",
     ),
     "doc": FamilySpec(
         name="doc",

@@ -1,0 +1,88 @@
+"""The retrieval family's servable artifact: the encoder in ecosystem formats + a FAISS
+index over the evaluation gallery.
+
+    text_encoder/     transformers folder (AutoModel + AutoTokenizer), mean-pooled
+    image_encoder/    CLIPVisionModel folder (vit) or config.json + model.safetensors (cnn)
+    heads.safetensors text_proj.weight, image_proj.weight, logit_scale
+    index.faiss       IndexFlatIP over the gallery's unit vectors (images and captions)
+    index.json        row -> {id, modality, text}
+
+The general index machinery (IVF/HNSW, add/delete, versioned artifacts) lives in
+mmtrain/rag; this writes the minimal exact index the family's own gallery needs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import faiss
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+from mmtrain.families.retrieval.module import Retrieval
+from mmtrain.families.retrieval.networks import ConvTower, ViTTower, canonical_hash
+
+
+def encoder_hash(module: Retrieval) -> str:
+    """sha256 over both towers, both projections and the logit scale, canonical order:
+    an index built with other weights carries another hash."""
+    return canonical_hash({"text_encoder": module.text_encoder,
+                           "image_encoder": module.image_encoder,
+                           "text_proj": module.text_proj, "image_proj": module.image_proj,
+                           "logit_scale": module.logit_scale.data})
+
+
+def gallery(module: Retrieval, seed: int = 0) -> tuple[np.ndarray, list[dict]]:
+    """The evaluation scenes' images and captions embedded -> (vectors, metadata)."""
+    _, captions, images = module.eval_scenes(seed)
+    vectors = torch.cat([module.embed(images), module.embed(captions)]).numpy()
+    meta = [{"id": f"image-{i}", "modality": "image", "text": c} for i, c in enumerate(captions)]
+    meta += [{"id": f"text-{i}", "modality": "text", "text": c} for i, c in enumerate(captions)]
+    return np.ascontiguousarray(vectors, dtype=np.float32), meta
+
+
+def export(module: Retrieval, out: Path) -> dict:
+    out = Path(out)
+    tok = module.tokenizer
+    # tokenizing with padding/truncation leaves them set on the fast backend, and
+    # save_pretrained would write them into tokenizer.json: reset for stable bytes
+    tok.backend_tokenizer.no_padding()
+    tok.backend_tokenizer.no_truncation()
+    module.text_encoder.save_pretrained(out / "text_encoder", safe_serialization=True)
+    tok.save_pretrained(out / "text_encoder")
+    tower = module.image_encoder
+    if isinstance(tower, ViTTower):
+        tower.model.save_pretrained(out / "image_encoder", safe_serialization=True)
+        image_format = "transformers CLIPVisionModel (pooler_output)"
+    else:
+        assert isinstance(tower, ConvTower)
+        tower.save(out / "image_encoder")
+        image_format = "mmtrain ConvTower (config.json + model.safetensors)"
+    save_file({"text_proj.weight": module.text_proj.weight.detach().contiguous(),
+               "image_proj.weight": module.image_proj.weight.detach().contiguous(),
+               "logit_scale": module.logit_scale.detach().reshape(1).contiguous()},
+              str(out / "heads.safetensors"))
+    vectors, meta = gallery(module)
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(vectors)
+    faiss.write_index(index, str(out / "index.faiss"))
+    (out / "index.json").write_text(json.dumps(meta, indent=1))
+    c = module.config
+    return {
+        "format": "dual-encoder",
+        "encoder_hash": encoder_hash(module),
+        "embed_dim": c.embed_dim,
+        "text_encoder": "transformers AutoModel, mean pooling over tokens, then "
+                        "text_proj, then L2 norm",
+        "text_max_length": c.text.max_length,
+        "image_encoder": image_format,
+        "image_resolution": c.resolution,
+        "image_mean": list(c.image_mean),
+        "image_std": list(c.image_std),
+        "index": {"file": "index.faiss", "metadata": "index.json", "type": "IndexFlatIP",
+                  "metric": "inner_product", "count": int(index.ntotal),
+                  "modalities": sorted({m["modality"] for m in meta})},
+        "logit_scale": float(module.scale().detach()),
+    }
