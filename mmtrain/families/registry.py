@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from mmtrain.families.doc.config import DocConfig
 from mmtrain.families.retrieval.config import RetrievalConfig
 from mmtrain.families.t2i.config import T2IConfig
+from mmtrain.families.vqa.config import VQAConfig
 
 
 @dataclass(frozen=True)
@@ -54,5 +55,14 @@ FAMILIES: dict[str, FamilySpec] = {
         losses=("entities", "reader"),
         description="document intelligence: LayoutLMv3 FUNSD entity tagging, OCR-free "
                     "Donut-like reader, key-value/section parser (json, xml, csv), PDF input",
+    ),
+    "vqa": FamilySpec(
+        name="vqa",
+        config_cls=VQAConfig,
+        module_path="mmtrain.families.vqa.module:VisualQA",
+        fields=("image", "caption", "questions"),
+        losses=("itc", "itm", "caption", "vqa"),
+        description="visual question answering and captioning, BLIP-2 design (ViT, "
+                    "Q-Former with learnable queries, OPT decoder)",
     ),
 }
