@@ -12,6 +12,7 @@ Queries of any modality (text, PIL image, document) embed into the one unit-norm
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -221,7 +222,9 @@ def query_panel(queries: list[str], scores: Tensor, images: list[Image.Image],
     draw = ImageDraw.Draw(panel)
     for row, (text, s, rel) in enumerate(zip(queries, scores, relevant, strict=True)):
         y = row * (side + 2 * pad)
-        draw.text((4, y + side // 2 - 6), text[:42], fill="black")
+        lines = textwrap.wrap(text, 40)[:3]  # ~6 px a character at PIL's default font
+        for i, line in enumerate(lines):
+            draw.text((4, y + side // 2 - 7 * len(lines) + 14 * i), line, fill="black")
         for col, idx in enumerate(s.topk(min(k, len(images))).indices.tolist()):
             x = margin + col * (side + 2 * pad)
             draw.rectangle((x, y, x + side + 2 * pad - 1, y + side + 2 * pad - 1),
