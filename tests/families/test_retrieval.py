@@ -26,6 +26,7 @@ from mmtrain.families.retrieval.export import encoder_hash, export
 from mmtrain.families.retrieval.loss import contrastive_loss
 from mmtrain.families.retrieval.module import Retrieval, relevance
 from mmtrain.families.shared import minilm
+from mmtrain.rag.index import VectorIndex
 from tests.families import retrieval_ddp as ddp
 
 VIT = ImageTowerConfig(kind="vit", hidden_size=32, num_layers=1, num_heads=2,
@@ -232,11 +233,13 @@ def test_export_loads_with_stock_libraries_and_matches(model, tmp_path):
     theirs = torch.nn.functional.normalize(pooled @ heads["text_proj.weight"].T, dim=-1)
     assert torch.allclose(theirs, model.embed("a red circle"), atol=1e-5)
     # the index: the gallery's images and captions; a caption finds itself first
-    index = faiss.read_index(str(tmp_path / "index.faiss"))
-    meta = json.loads((tmp_path / "index.json").read_text())
-    assert index.ntotal == len(meta) == facts["index"]["count"] == 2 * 32
+    assert faiss.read_index(str(tmp_path / "index" / "index.faiss")).ntotal == 2 * 32
+    index = VectorIndex.load(tmp_path / "index", encoder_hash=facts["encoder_hash"])
+    meta = json.loads((tmp_path / "index" / "metadata.json").read_text())
+    assert len(index) == len(meta) == facts["index"]["count"] == 2 * 32
     hits = model.search(index, meta, meta[-1]["text"], top_k=3)
-    assert hits[0][0] == meta[-1]["id"] or hits[0][2] == pytest.approx(1.0, abs=1e-4)
+    assert hits[0][2] == pytest.approx(1.0, abs=1e-4)  # the caption itself (or a twin)
+    assert meta[[m["id"] for m in meta].index(hits[0][0])]["text"] == meta[-1]["text"]
     # reloaded through the config's pretrained paths: the very same encoder
     again = Retrieval(dataclasses.replace(
         model.config, text=TextTowerConfig(pretrained_path=str(tmp_path / "text_encoder")),

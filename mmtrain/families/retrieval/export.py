@@ -4,11 +4,9 @@ index over the evaluation gallery.
     text_encoder/     transformers folder (AutoModel + AutoTokenizer), mean-pooled
     image_encoder/    CLIPVisionModel folder (vit) or config.json + model.safetensors (cnn)
     heads.safetensors text_proj.weight, image_proj.weight, logit_scale
-    index.faiss       IndexFlatIP over the gallery's unit vectors (images and captions)
-    index.json        row -> {id, modality, text}
-
-The general index machinery (IVF/HNSW, add/delete, versioned artifacts) lives in
-mmtrain/rag; this writes the minimal exact index the family's own gallery needs.
+    index/            mmtrain.rag VectorIndex (flat, exact): index.faiss (faiss.read_index
+                      loadable) + manifest.json with the encoder hash + metadata.json
+                      (id -> {id, modality, text}) over the gallery's images and captions
 """
 
 from __future__ import annotations
@@ -16,13 +14,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import faiss
 import numpy as np
 import torch
 from safetensors.torch import save_file
 
 from mmtrain.families.retrieval.module import Retrieval
 from mmtrain.families.retrieval.networks import ConvTower, ViTTower, canonical_hash
+from mmtrain.rag.index import VectorIndex
 
 
 def encoder_hash(module: Retrieval) -> str:
@@ -65,14 +63,14 @@ def export(module: Retrieval, out: Path) -> dict:
                "logit_scale": module.logit_scale.detach().reshape(1).contiguous()},
               str(out / "heads.safetensors"))
     vectors, meta = gallery(module)
-    index = faiss.IndexFlatIP(vectors.shape[1])
-    index.add(vectors)
-    faiss.write_index(index, str(out / "index.faiss"))
-    (out / "index.json").write_text(json.dumps(meta, indent=1))
+    digest = encoder_hash(module)
+    index = VectorIndex.build(vectors, np.arange(len(vectors)), kind="flat", encoder_hash=digest)
+    index.save(out / "index")
+    (out / "index" / "metadata.json").write_text(json.dumps(meta, indent=1))
     c = module.config
     return {
         "format": "dual-encoder",
-        "encoder_hash": encoder_hash(module),
+        "encoder_hash": digest,
         "embed_dim": c.embed_dim,
         "text_encoder": "transformers AutoModel, mean pooling over tokens, then "
                         "text_proj, then L2 norm",
@@ -81,8 +79,9 @@ def export(module: Retrieval, out: Path) -> dict:
         "image_resolution": c.resolution,
         "image_mean": list(c.image_mean),
         "image_std": list(c.image_std),
-        "index": {"file": "index.faiss", "metadata": "index.json", "type": "IndexFlatIP",
-                  "metric": "inner_product", "count": int(index.ntotal),
+        "index": {"folder": "index", "loader": "mmtrain.rag.index.VectorIndex.load",
+                  "metadata": "index/metadata.json", "kind": "flat",
+                  "metric": "inner_product", "count": len(index),
                   "modalities": sorted({m["modality"] for m in meta})},
         "logit_scale": float(module.scale().detach()),
     }

@@ -156,8 +156,9 @@ class Retrieval(FamilyModule):
     def search(self, index_vectors, metadata: list[dict], query: Query,
                top_k: int = 10) -> list[tuple[str, str, float]]:
         """Ranks a gallery of any modalities for one query -> [(id, modality, score)],
-        best first. index_vectors: an (N, D) array/tensor of unit vectors or a FAISS
-        inner-product index; metadata[i] holds "id" and "modality" of row i."""
+        best first. index_vectors: an (N, D) array/tensor of unit vectors, a FAISS
+        inner-product index or an mmtrain.rag VectorIndex whose ids are row numbers;
+        metadata[i] holds "id" and "modality" of row i."""
         q = self.embed(query).numpy().astype(np.float32)
         top_k = min(top_k, len(metadata))
         if hasattr(index_vectors, "search"):  # a faiss index
