@@ -19,6 +19,7 @@ from torch import nn
 
 from mmtrain.config.schema import PhaseConfig
 from mmtrain.families.base import FamilyModule
+from mmtrain.parallel import frozen
 
 
 class JointModule(L.LightningModule):
@@ -32,6 +33,9 @@ class JointModule(L.LightningModule):
         self.phase_index = 0
         self.step_offset = 0  # steps of the phases before this one
         self.weights: dict[str, dict[str, float]] = {}
+        # Where this phase keeps its frozen parameters (set by the runner; None: inline)
+        self.frozen_path: Path | None = None
+        self.frozen_digest: str | None = None
         for family in self.families.values():
             family.reduce_mean = self._reduce_mean
 
@@ -124,6 +128,25 @@ class JointModule(L.LightningModule):
                 elif hasattr(getattr(logger, "experiment", None), "add_image"):  # tensorboard
                     logger.experiment.add_image(f"samples/{family}/{key}", np.asarray(image),
                                                 self.absolute_step, dataformats="HWC")
+
+    # ---- checkpoints: frozen towers once per phase (mmtrain/parallel/frozen.py) ----------
+    def on_train_start(self) -> None:
+        if self.frozen_path is None or self.trainer.ckpt_path is not None:
+            return  # resumed: on_load_checkpoint checked the phase's file and kept its digest
+        self.frozen_digest = None
+        if frozen.frozen_parameters(self):
+            digest = frozen.write_frozen(self, self.frozen_path) if self.global_rank == 0 else None
+            self.frozen_digest = self.trainer.strategy.broadcast(digest, src=0)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.frozen_digest is not None:
+            frozen.strip(checkpoint, self, self.frozen_path, self.frozen_digest)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        frozen.complete(checkpoint, self.trainer.ckpt_path)
+        ref = checkpoint.get(frozen.KEY)
+        if ref and self.frozen_path is not None and ref["file"] == self.frozen_path.name:
+            self.frozen_digest = ref["sha256"]
 
     # ---- optimisation -----------------------------------------------------------------
     def configure_optimizers(self):

@@ -21,6 +21,7 @@ from mmtrain.curriculum.joint import JointModule
 from mmtrain.data.module import Codec, PhaseData
 from mmtrain.data.position import DataPosition
 from mmtrain.families.registry import FAMILIES
+from mmtrain.parallel import frozen
 from mmtrain.parallel.checkpoint import AtomicCheckpointIO, read_checkpoint
 from mmtrain.run.callbacks import CurriculumState, KillAtStep, PhaseProgressBar
 from mmtrain.run.directory import RunDir
@@ -69,7 +70,7 @@ def find_resume_point(run: RunConfig, rd: RunDir) -> ResumePoint:
     log.info("resuming %s: phase %d (%s) at step %d%s", path, index, state["phase_name"],
              state["phase_step"], " (finished)" if state["completed"] else "")
     if state["completed"]:
-        return ResumePoint(index + 1, None, weights=ckpt["state_dict"])
+        return ResumePoint(index + 1, None, weights=frozen.complete(ckpt, path)["state_dict"])
     return ResumePoint(index, str(path))
 
 
@@ -149,6 +150,7 @@ def run_curriculum(run: RunConfig, rd: RunDir) -> JointModule:
         if index < start.phase_index:
             continue
         joint.set_phase(phase, index, sum(p.steps for p in run.phases[:index]))
+        joint.frozen_path = rd.checkpoints / f"frozen-phase{index}.safetensors"
         position = DataPosition(reshard_on_resume=run.data.reshard_on_resume)
         # Each phase reads its own sample order (phase 0 keeps the run's seed).
         data = PhaseData(run.data, phase, codecs(families), seed=run.seed + 1_000_003 * index,

@@ -31,6 +31,7 @@ def main() -> None:
     from mmtrain.curriculum.joint import JointModule
     from mmtrain.curriculum.runner import build_families
     from mmtrain.export.bundle import export_families
+    from mmtrain.parallel import frozen
     from mmtrain.parallel.checkpoint import read_checkpoint
     from mmtrain.run.directory import RunDir
 
@@ -41,7 +42,7 @@ def main() -> None:
     if not ckpt_path.exists():
         sys.exit(f"mmtrain.export: no checkpoint at {ckpt_path}; train first or pass checkpoint=")
     run = validate(OmegaConf.load(rd.config_file))
-    ckpt = read_checkpoint(ckpt_path)
+    ckpt = frozen.complete(read_checkpoint(ckpt_path), ckpt_path)
     joint = JointModule(build_families(run))
     joint.load_state_dict(ckpt["state_dict"])
     step = ckpt.get("mmtrain", {}).get("absolute_step", ckpt.get("global_step", -1))

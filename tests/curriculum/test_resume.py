@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.conftest import SMALL_WORLD, run_mmtrain
 
@@ -35,6 +36,10 @@ def test_kill_and_resume_matches_uninterrupted_run(small_world, tmp_path):
     run = tmp_path / "runs" / "killed"
     assert (run / "checkpoints" / "last.ckpt").exists()
     assert not (run / "checkpoints" / "phase2-joint-3.ckpt").exists()
+    # Phase 1 freezes the autoencoder: its checkpoints reference the phase's frozen file.
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["mmtrain_frozen"]["file"] == "frozen-phase1.safetensors"
+    assert not any(".vae." in k for k in ckpt["state_dict"])
     # The saved data position belongs to 2 data workers: 1 is refused, with the way out.
     other = run_mmtrain("+recipe=joint_finetune", "name=killed", *FAST, "data.num_workers=1",
                         cwd=tmp_path, check=False)

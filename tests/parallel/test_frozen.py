@@ -1,0 +1,46 @@
+"""Frozen towers: written once per phase, referenced by checkpoints, restored on read."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from mmtrain.parallel import frozen
+
+
+def model() -> nn.Module:
+    torch.manual_seed(0)
+    m = nn.ModuleDict({"tower": nn.Linear(64, 64), "head": nn.Linear(64, 2)})
+    m["tower"].requires_grad_(False)
+    return m
+
+
+def test_checkpoint_without_the_frozen_tower_restores_it(tmp_path):
+    m = model()
+    path = tmp_path / "frozen-phase1.safetensors"
+    digest = frozen.write_frozen(m, path)
+    checkpoint = {"state_dict": dict(m.state_dict())}
+    frozen.strip(checkpoint, m, path, digest)
+    assert set(checkpoint["state_dict"]) == {"head.weight", "head.bias"}
+    assert checkpoint[frozen.KEY]["parameters"] == 2
+
+    restored = frozen.complete(checkpoint, tmp_path / "last.ckpt")
+    fresh = nn.ModuleDict({"tower": nn.Linear(64, 64), "head": nn.Linear(64, 2)})
+    fresh.load_state_dict(restored["state_dict"])  # strict: every key is back
+    assert torch.equal(fresh["tower"].weight, m["tower"].weight)
+
+
+def test_a_missing_or_altered_frozen_file_is_refused(tmp_path):
+    m = model()
+    path = tmp_path / "frozen-phase0.safetensors"
+    checkpoint = {"state_dict": dict(m.state_dict())}
+    frozen.strip(checkpoint, m, path, frozen.write_frozen(m, path))
+    m["tower"].weight.data.add_(1.0)
+    frozen.write_frozen(m, path)
+    with pytest.raises(frozen.FrozenWeightsError, match="changed since"):
+        frozen.complete(dict(checkpoint, state_dict=dict(checkpoint["state_dict"])),
+                        tmp_path / "last.ckpt")
+    path.unlink()
+    with pytest.raises(frozen.FrozenWeightsError, match="missing"):
+        frozen.complete(checkpoint, tmp_path / "last.ckpt")
