@@ -265,6 +265,11 @@ def test_vit_tower_exports_and_loads_through_pretrained_path(tmp_path):
         VIT, pretrained_path=str(tmp_path / "image_encoder")), eval_samples=10))
     ours, theirs = model.image_encoder.state_dict(), loaded.image_encoder.state_dict()
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    with torch.device("meta"):  # validate=true builds there; from_pretrained cannot
+        meta = Retrieval(RetrievalConfig(
+            text=TextTowerConfig(pretrained_path=str(tmp_path / "text_encoder")),
+            image=dataclasses.replace(VIT, pretrained_path=str(tmp_path / "image_encoder"))))
+    assert meta.image_encoder.out_dim == 32 and meta.text_proj.weight.is_meta
     with pytest.raises(ValueError, match="expects 32 px"):
         Retrieval(RetrievalConfig(resolution=64, image=dataclasses.replace(
             VIT, pretrained_path=str(tmp_path / "image_encoder"))))

@@ -13,20 +13,32 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from transformers import AutoModel, AutoTokenizer, CLIPVisionConfig, CLIPVisionModel
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoTokenizer,
+    CLIPVisionConfig,
+    CLIPVisionModel,
+)
 
 from mmtrain.families.retrieval.config import ImageTowerConfig, RetrievalConfig
 from mmtrain.families.shared import minilm
 
 
+def on_meta_device() -> bool:
+    """`validate=true` builds models under `torch.device("meta")`, where from_pretrained
+    refuses to run: build the same architecture from its config instead."""
+    return torch.empty(0).device.type == "meta"
+
+
 def build_text_tower(cfg: RetrievalConfig) -> tuple[nn.Module, object]:
     """-> (encoder, tokenizer); never downloads."""
-    if cfg.text.pretrained_path:
-        path = cfg.text.pretrained_path
-        return (AutoModel.from_pretrained(path, local_files_only=True),
-                AutoTokenizer.from_pretrained(path, local_files_only=True))
     # a fresh tokenizer object (minilm.tokenizer() is a shared cached one)
-    return minilm.load_encoder(), AutoTokenizer.from_pretrained(str(minilm.model_path()))
+    path = cfg.text.pretrained_path or str(minilm.model_path())
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    if on_meta_device():
+        return AutoModel.from_config(AutoConfig.from_pretrained(path)), tokenizer
+    return AutoModel.from_pretrained(path, local_files_only=True), tokenizer
 
 
 def text_features(encoder: nn.Module, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
@@ -88,9 +100,11 @@ class ViTTower(nn.Module):
 def build_image_tower(cfg: RetrievalConfig) -> nn.Module:
     im: ImageTowerConfig = cfg.image
     if im.kind == "cnn":
-        if im.pretrained_path:
+        if im.pretrained_path and not on_meta_device():
             return ConvTower.load(Path(im.pretrained_path))
         return ConvTower(im.channels, cfg.resolution)
+    if im.pretrained_path and on_meta_device():
+        return ViTTower(CLIPVisionModel(CLIPVisionConfig.from_pretrained(im.pretrained_path)))
     if im.pretrained_path:
         # a CLIPVisionModel folder, or a whole CLIPModel checkpoint (its vision half loads)
         model = CLIPVisionModel.from_pretrained(im.pretrained_path, local_files_only=True)
