@@ -31,6 +31,7 @@ DEFAULTS = {"flat": {}, "ivf": {"nlist": None, "nprobe": 32},
             "ivfpq": {"nlist": None, "nprobe": 32, "m": 48, "nbits": 8, "rerank": 10}}
 
 
+TRAIN_MAX = 50_000  # IVF / PQ codebooks train on at most this many vectors
 EXACT_FILTERED = 4096  # filtered searches over at most this many ids are exact
 
 
@@ -95,7 +96,10 @@ class VectorIndex:
         else:
             base = faiss.IndexIVFPQ(faiss.IndexFlatIP(d), d, p["nlist"], p["m"], p["nbits"], ip)
             self._vectors = faiss.IndexIDMap2(faiss.IndexFlatIP(d))
-        if not base.is_trained:
+        if not base.is_trained:  # k-means on a fixed sample: cost bounded at any size
+            if len(train) > TRAIN_MAX:
+                rows = np.random.default_rng(0).choice(len(train), TRAIN_MAX, replace=False)
+                train = train[np.sort(rows)]
             base.train(np.ascontiguousarray(train, dtype=np.float32))
         self._index = faiss.IndexIDMap2(base)
 
