@@ -98,6 +98,13 @@ def test_frozen_text_tower_trains_only_its_projection(model):
     for p in (model.text_proj.weight, model.image_proj.weight, model.logit_scale,
               next(model.image_encoder.parameters())):
         assert p.grad is not None and p.grad.abs().sum() > 0
+    # cached frozen features follow the weights: a load_state_dict invalidates them
+    before = model.embed("a red circle")
+    state = {k: v.clone() for k, v in model.text_encoder.state_dict().items()}
+    model.text_encoder.load_state_dict({k: v * 1.01 for k, v in state.items()})
+    assert not torch.allclose(model.embed("a red circle"), before)
+    model.text_encoder.load_state_dict(state)
+    assert torch.allclose(model.embed("a red circle"), before)
     # the curriculum's freeze plan unfreezes the whole family; the phase start re-freezes
     model.requires_grad_(True)
     model.on_phase_start({"contrastive"})

@@ -50,6 +50,7 @@ class Retrieval(FamilyModule):
         # list of document dicts -> (N, embed_dim) unit vectors. Until then, their words.
         self.document_encoder: Callable[[list[dict]], Tensor] | None = None
         self._text_cache: dict[str, Tensor] = {}  # frozen text tower: caption -> features
+        self._cache_stamp: tuple = ()  # the weights the cache was computed with
         self._apply_train_modes()
 
     def _apply_train_modes(self) -> None:
@@ -62,9 +63,6 @@ class Retrieval(FamilyModule):
     def on_phase_start(self, active: set[str]) -> None:
         # after the curriculum's freeze plan, which unfreezes the whole family
         self._apply_train_modes()
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self._text_cache.clear()
 
     def sample_decoder(self):
         c = self.config
@@ -88,6 +86,12 @@ class Retrieval(FamilyModule):
         if any(p.requires_grad for p in self.text_encoder.parameters()):
             features = self._text_features(texts)
         else:
+            # any in-place write (load_state_dict, a moved module) bumps a version or a
+            # pointer: the cached features belong to other weights then
+            stamp = tuple((p.data_ptr(), p._version) for p in self.text_encoder.parameters())
+            if stamp != self._cache_stamp:
+                self._text_cache.clear()
+                self._cache_stamp = stamp
             missing = list(dict.fromkeys(t for t in texts if t not in self._text_cache))
             if missing:
                 was = self.text_encoder.training
