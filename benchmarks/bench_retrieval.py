@@ -29,7 +29,7 @@ import numpy as np
 
 DESCRIPTION = "FAISS flat/ivf/hnsw/ivfpq over real MiniLM embeddings: recall@10, latency, memory"
 CACHE = Path("/tmp/mmtrain-retrieval")
-PART = 2048  # passages per cached embedding part
+PART = 512  # passages per cached embedding part
 _COMMENT = re.compile(r"^\s*#\s?(.*)$")
 _SKIP = re.compile(r"(noqa|type:|pragma|pylint|fmt:|-\*-|^!|copyright|license|spdx)", re.I)
 
@@ -119,9 +119,13 @@ def embed_corpus(budget_s: float, cache: Path = CACHE, max_passages: int | None 
     n = 0
     while done < len(passages) and time.perf_counter() - t0 < budget_s:
         texts = passages[done:done + PART]
-        emb = embed_texts(encoder, texts, batch_size=batch_size, max_length=128)
+        # batches of similar length pad less (cost grows with the longest in a batch)
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        emb = np.empty((len(texts), 384), dtype=np.float32)
+        emb[order] = embed_texts(encoder, [texts[i] for i in order], batch_size=batch_size,
+                                 max_length=128).numpy()
         part = cache / f"emb_{done // PART:06d}.npy"
-        np.save(part.with_suffix(".tmp.npy"), emb.numpy().astype(np.float32))
+        np.save(part.with_suffix(".tmp.npy"), emb)
         part.with_suffix(".tmp.npy").rename(part)
         done += len(texts)
         n += len(texts)
@@ -232,10 +236,11 @@ def settings(quick: bool) -> dict:
 
 def run(repeats: int = 1, quick: bool = False, *, sizes: str | None = None,
         queries: int | None = None, hnsw_max: int | None = None, noise: float = 0.5,
-        goal: float = 0.98, cache: str = str(CACHE), kinds: str = "flat,ivf,hnsw,ivfpq") -> dict:
+        goal: float = 0.98, cache: str = str(CACHE), kinds: str = "flat,ivf,hnsw,ivfpq",
+        rate_n: int | None = None) -> dict:
     """--param sizes=0,100000,1000000 (0 = every embedded vector), queries=N, hnsw_max=N
     (HNSW builds above it are skipped: too slow on 2 shared cores), noise=, goal=,
-    cache=DIR, kinds=flat,ivf,hnsw,ivfpq. Needs the embedding cache unless --quick."""
+    cache=DIR, kinds=flat,ivf,hnsw,ivfpq, rate_n=N (passages timed for embeddings/s). Needs the embedding cache unless --quick."""
     import faiss
 
     params = settings(quick)
@@ -243,6 +248,7 @@ def run(repeats: int = 1, quick: bool = False, *, sizes: str | None = None,
         params["sizes"] = [int(x) for x in str(sizes).split(",")]
     params["queries"] = queries or params["queries"]
     params["hnsw_max"] = hnsw_max or params["hnsw_max"]
+    params["rate_n"] = rate_n or params["rate_n"]
     params.update(noise=noise, goal=goal, kinds=kinds.split(","), quick=quick,
                   scaling="real vectors, then perturbed copies of them (scale_up)")
     if quick:
@@ -257,12 +263,12 @@ def run(repeats: int = 1, quick: bool = False, *, sizes: str | None = None,
         cache_dir = Path(cache)
         passages = corpus(cache_dir)
         real = cached_embeddings(cache_dir)
-        if len(real) < 1000:
+        if len(real) < 2 * params["queries"]:
             raise SystemExit(f"only {len(real)} cached embeddings in {cache_dir}: run "
                              f"`python -m benchmarks.bench_retrieval SECONDS` first")
         embed = encoder_rate(passages[len(real):], params["rate_n"])
         out = cache_dir / "embed.out"
-        if out.exists():
+        if out.exists() and out.read_text().strip():  # the caching run's own rate
             embed["cache_run"] = json.loads(out.read_text().splitlines()[-1])
     nq = params["queries"]
     queries, pool = real[-nq:], real[:-nq]  # held-out real queries, never indexed
@@ -298,8 +304,11 @@ def run(repeats: int = 1, quick: bool = False, *, sizes: str | None = None,
                       r["bytes_per_vector"], setting, c["recall_at_10"], c["p50_ms_1t"],
                       c["p99_ms_1t"], c["p50_ms_2t"], c["p99_ms_2t"]])
         if not quick and r["kind"] != "flat":
-            meets = c["recall_at_10"] >= goal and c["p50_ms_2t"] <= 2.0
-            checks[f"{r['kind']}_{r['n']}_recall_{goal}_p50_2ms"] = meets
+            # the goal: recall >= goal at p50 <= 2 ms on this 2-core machine, with 1 or 2
+            # FAISS threads (whichever is faster: one query rarely gains from 2 here)
+            fast = min(c["p50_ms_1t"], c["p50_ms_2t"]) <= 2.0
+            checks[f"{r['kind']}_{r['n']}_recall_{goal}_p50_2ms"] = (
+                c["recall_at_10"] >= goal and fast)
     checks["flat_is_exact"] = all(r["chosen"]["recall_at_10"] == 1.0
                                   for r in rows if r["kind"] == "flat")
     return {"params": params, "results": {"embedding": embed, "rows": rows},
