@@ -35,7 +35,8 @@ class JointModule(L.LightningModule):
         self.weights: dict[str, dict[str, float]] = {}
         # Where this phase keeps its frozen parameters (set by the runner; None: inline)
         self.frozen_path: Path | None = None
-        self.frozen_digest: str | None = None
+        self.frozen_earlier: list[Path] = []  # earlier phases' files, newest first
+        self.frozen_refs: list[dict] | None = None
         for family in self.families.values():
             family.reduce_mean = self._reduce_mean
 
@@ -132,21 +133,21 @@ class JointModule(L.LightningModule):
     # ---- checkpoints: frozen towers once per phase (mmtrain/parallel/frozen.py) ----------
     def on_train_start(self) -> None:
         if self.frozen_path is None or self.trainer.ckpt_path is not None:
-            return  # resumed: on_load_checkpoint checked the phase's file and kept its digest
-        self.frozen_digest = None
+            return  # resumed: on_load_checkpoint kept the references of the phase's files
+        self.frozen_refs = None
         if frozen.frozen_parameters(self):
-            digest = frozen.write_frozen(self, self.frozen_path) if self.global_rank == 0 else None
-            self.frozen_digest = self.trainer.strategy.broadcast(digest, src=0)
+            refs = (frozen.write_frozen(self, self.frozen_path, self.frozen_earlier)
+                    if self.global_rank == 0 else None)
+            self.frozen_refs = self.trainer.strategy.broadcast(refs, src=0)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        if self.frozen_digest is not None:
-            frozen.strip(checkpoint, self, self.frozen_path, self.frozen_digest)
+        if self.frozen_refs is not None:
+            frozen.strip(checkpoint, self, self.frozen_refs)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         frozen.complete(checkpoint, self.trainer.ckpt_path)
-        ref = checkpoint.get(frozen.KEY)
-        if ref and self.frozen_path is not None and ref["file"] == self.frozen_path.name:
-            self.frozen_digest = ref["sha256"]
+        if checkpoint.get("mmtrain", {}).get("phase_index") == self.phase_index:
+            self.frozen_refs = checkpoint.get(frozen.KEY, {}).get("files")
 
     # ---- optimisation -----------------------------------------------------------------
     def configure_optimizers(self):

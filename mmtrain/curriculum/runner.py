@@ -151,6 +151,8 @@ def run_curriculum(run: RunConfig, rd: RunDir) -> JointModule:
             continue
         joint.set_phase(phase, index, sum(p.steps for p in run.phases[:index]))
         joint.frozen_path = rd.checkpoints / f"frozen-phase{index}.safetensors"
+        joint.frozen_earlier = [rd.checkpoints / f"frozen-phase{i}.safetensors"
+                                for i in reversed(range(index))]
         position = DataPosition(reshard_on_resume=run.data.reshard_on_resume)
         # Each phase reads its own sample order (phase 0 keeps the run's seed).
         data = PhaseData(run.data, phase, codecs(families), seed=run.seed + 1_000_003 * index,

@@ -1,9 +1,10 @@
-"""Frozen towers are written once per phase, not into every checkpoint (LAVIS's habit).
+"""Frozen towers are written once, not into every checkpoint (LAVIS's habit).
 
 A phase's frozen parameters (a pretrained language model, an autoencoder trained by an
-earlier phase, the families that sit the phase out) cannot change while it runs, so the
-phase writes them once to `checkpoints/frozen-phase<i>.safetensors` and its checkpoints
-carry only a reference to that file (name + sha256). Reading a checkpoint puts them back
+earlier phase, the families that sit the phase out) cannot change while it runs. At its
+start the phase writes those not already stored bit-identically by an earlier phase's file
+to `checkpoints/frozen-phase<i>.safetensors`; its checkpoints carry only references to
+the files (name + sha256 + how many tensors). Reading a checkpoint puts them back
 (`complete`), refusing a missing or altered file with the path and what to do.
 """
 
@@ -13,7 +14,8 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from mmtrain.files import fsync_path, sha256_file
 
@@ -30,28 +32,48 @@ def frozen_parameters(module: torch.nn.Module) -> dict[str, torch.Tensor]:
             if not p.requires_grad}
 
 
-def write_frozen(module: torch.nn.Module, path: Path) -> str:
-    """Writes the frozen parameters atomically; returns the file's sha256."""
-    tensors = {k: v.contiguous().cpu() for k, v in frozen_parameters(module).items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        save_file(tensors, str(tmp))
-        fsync_path(tmp)
-        os.replace(tmp, path)
-        fsync_path(path.parent)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return sha256_file(path)
+def _already_stored(tensors: dict[str, torch.Tensor], path: Path) -> set[str]:
+    with safe_open(str(path), framework="pt") as f:
+        return {name for name in f.keys()
+                if name in tensors and torch.equal(f.get_tensor(name), tensors[name].cpu())}
 
 
-def strip(checkpoint: dict, module: torch.nn.Module, path: Path, digest: str) -> None:
-    """Drops the frozen parameters from a checkpoint being saved, leaving a reference."""
+def write_frozen(module: torch.nn.Module, path: Path,
+                 earlier: list[Path] = ()) -> list[dict]:
+    """Stores the frozen parameters: those bit-identical in an `earlier` file (a previous
+    phase's) are referenced there, the rest go to `path` (atomically). Returns the
+    references a checkpoint keeps."""
+    tensors = frozen_parameters(module)
+    refs, left = [], dict(tensors)
+    for old in earlier:
+        if not old.exists() or not left:
+            continue
+        names = _already_stored(left, old)
+        if names:
+            refs.append({"file": old.name, "sha256": sha256_file(old), "names": sorted(names)})
+            for name in names:
+                del left[name]
+    if left:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        try:
+            save_file({k: v.contiguous().cpu() for k, v in left.items()}, str(tmp))
+            fsync_path(tmp)
+            os.replace(tmp, path)
+            fsync_path(path.parent)
+        finally:
+            tmp.unlink(missing_ok=True)
+        refs.append({"file": path.name, "sha256": sha256_file(path), "names": sorted(left)})
+    return refs
+
+
+def strip(checkpoint: dict, module: torch.nn.Module, refs: list[dict]) -> None:
+    """Drops the frozen parameters from a checkpoint being saved, leaving the references."""
     names = frozen_parameters(module)
     state = checkpoint["state_dict"]
     for name in names:
         state.pop(name, None)
-    checkpoint[KEY] = {"file": path.name, "sha256": digest, "parameters": len(names)}
+    checkpoint[KEY] = {"files": refs, "parameters": len(names)}
 
 
 def complete(checkpoint: dict, checkpoint_path: str | Path) -> dict:
@@ -59,15 +81,21 @@ def complete(checkpoint: dict, checkpoint_path: str | Path) -> dict:
     ref = checkpoint.get(KEY)
     if ref is None:
         return checkpoint
-    path = Path(checkpoint_path).parent / ref["file"]
-    fix = ("it holds the frozen weights of the phase that wrote the checkpoint; restore it "
-           "from a backup of the run directory, or start the phase again (resume=never "
-           "with a new name)")
-    if not path.exists():
-        raise FrozenWeightsError(f"{checkpoint_path} needs {path}, which is missing: {fix}")
-    if sha256_file(path) != ref["sha256"]:
-        raise FrozenWeightsError(f"{path} changed since {checkpoint_path} was written "
-                                 f"(sha256 differs): {fix}")
-    for name, tensor in load_file(str(path)).items():
-        checkpoint["state_dict"].setdefault(name, tensor)
+    fix = ("it holds frozen weights the checkpoint needs; restore it from a backup of the "
+           "run directory, or start the phase again (resume=never with a new name)")
+    restored = 0
+    for item in ref["files"]:
+        path = Path(checkpoint_path).parent / item["file"]
+        if not path.exists():
+            raise FrozenWeightsError(f"{checkpoint_path} needs {path}, which is missing: {fix}")
+        if sha256_file(path) != item["sha256"]:
+            raise FrozenWeightsError(f"{path} changed since {checkpoint_path} was written "
+                                     f"(sha256 differs): {fix}")
+        with safe_open(str(path), framework="pt") as f:
+            for name in item["names"]:  # only these: an older file may hold stale values
+                checkpoint["state_dict"][name] = f.get_tensor(name)
+                restored += 1
+    if restored < ref["parameters"]:
+        raise FrozenWeightsError(f"{checkpoint_path}: its frozen files hold {restored} of the "
+                                 f"{ref['parameters']} frozen parameters it needs: {fix}")
     return checkpoint

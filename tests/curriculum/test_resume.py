@@ -38,7 +38,7 @@ def test_kill_and_resume_matches_uninterrupted_run(small_world, tmp_path):
     assert not (run / "checkpoints" / "phase2-joint-3.ckpt").exists()
     # Phase 1 freezes the autoencoder: its checkpoints reference the phase's frozen file.
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
-    assert ckpt["mmtrain_frozen"]["file"] == "frozen-phase1.safetensors"
+    assert [f["file"] for f in ckpt["mmtrain_frozen"]["files"]] == ["frozen-phase1.safetensors"]
     assert not any(".vae." in k for k in ckpt["state_dict"])
     # The saved data position belongs to 2 data workers: 1 is refused, with the way out.
     other = run_mmtrain("+recipe=joint_finetune", "name=killed", *FAST, "data.num_workers=1",

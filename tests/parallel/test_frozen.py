@@ -19,9 +19,9 @@ def model() -> nn.Module:
 def test_checkpoint_without_the_frozen_tower_restores_it(tmp_path):
     m = model()
     path = tmp_path / "frozen-phase1.safetensors"
-    digest = frozen.write_frozen(m, path)
+    refs = frozen.write_frozen(m, path)
     checkpoint = {"state_dict": dict(m.state_dict())}
-    frozen.strip(checkpoint, m, path, digest)
+    frozen.strip(checkpoint, m, refs)
     assert set(checkpoint["state_dict"]) == {"head.weight", "head.bias"}
     assert checkpoint[frozen.KEY]["parameters"] == 2
 
@@ -35,7 +35,7 @@ def test_a_missing_or_altered_frozen_file_is_refused(tmp_path):
     m = model()
     path = tmp_path / "frozen-phase0.safetensors"
     checkpoint = {"state_dict": dict(m.state_dict())}
-    frozen.strip(checkpoint, m, path, frozen.write_frozen(m, path))
+    frozen.strip(checkpoint, m, frozen.write_frozen(m, path))
     m["tower"].weight.data.add_(1.0)
     frozen.write_frozen(m, path)
     with pytest.raises(frozen.FrozenWeightsError, match="changed since"):
@@ -44,3 +44,21 @@ def test_a_missing_or_altered_frozen_file_is_refused(tmp_path):
     path.unlink()
     with pytest.raises(frozen.FrozenWeightsError, match="missing"):
         frozen.complete(checkpoint, tmp_path / "last.ckpt")
+
+
+def test_a_later_phase_references_unchanged_towers_and_stores_changed_ones(tmp_path):
+    m = model()
+    first = tmp_path / "frozen-phase0.safetensors"
+    frozen.write_frozen(m, first)
+    m["head"].requires_grad_(False)  # phase 1 freezes the head too, after changing it
+    m["head"].weight.data.add_(1.0)
+    m["tower"].bias.data.add_(1.0)   # (a stale copy of this one sits in phase 0's file)
+    second = tmp_path / "frozen-phase1.safetensors"
+    refs = frozen.write_frozen(m, second, [first])
+    assert [(r["file"], r["names"]) for r in refs] == [
+        ("frozen-phase0.safetensors", ["tower.weight"]),
+        ("frozen-phase1.safetensors", ["head.bias", "head.weight", "tower.bias"])]
+    checkpoint = {"state_dict": {}}
+    frozen.strip(checkpoint, m, refs)
+    restored = frozen.complete(checkpoint, tmp_path / "last.ckpt")["state_dict"]
+    assert all(torch.equal(restored[k], v) for k, v in m.state_dict().items())
