@@ -229,6 +229,8 @@ class VisualQA(FamilyModule):
         captions = self.caption(images)
         refs = [[s.caption(t) for t in range(len(scenes.CAPTION_TEMPLATES))] for s in world]
         metrics |= vqa_metrics.caption_scores(captions, refs)
-        shown = [(images[i], q, pred, gold) for (i, q, gold), pred in
-                 zip(qas, answers, strict=True)][:10]
+        # one row per scene (up to 10), the question kind rotating with the scene
+        per_scene = len(qas) // len(world)
+        rows = [i * per_scene + i % per_scene for i in range(min(10, len(world)))]
+        shown = [(images[qas[r][0]], qas[r][1], answers[r], qas[r][2]) for r in rows]
         return metrics, {"answers": qa_panel(shown)}
