@@ -150,6 +150,11 @@ class JointModule(L.LightningModule):
             self.frozen_refs = checkpoint.get(frozen.KEY, {}).get("files")
 
     # ---- optimisation -----------------------------------------------------------------
+    def optimizer_step(self, *args, **kwargs) -> None:
+        super().optimizer_step(*args, **kwargs)
+        for name in self.phase.families:
+            self.families[name].after_optimizer_step(set(self.weights[name]))
+
     def configure_optimizers(self):
         phase = self.phase
         params = [p for p in self.parameters() if p.requires_grad]

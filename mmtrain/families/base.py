@@ -49,6 +49,10 @@ class FamilyModule(L.LightningModule):
         """-> (metrics, media): media maps a name to a PIL image (a sample grid etc.)."""
         return {}, {}
 
+    def after_optimizer_step(self, active: set[str]) -> None:
+        """Called after each optimizer step of a phase that trains `active` losses of this
+        family (EMA updates and the like)."""
+
     def on_phase_start(self, active: set[str]) -> None:
         """Called before a phase trains with `active` losses of this family."""
 

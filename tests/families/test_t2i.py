@@ -110,3 +110,24 @@ def test_config_defaults_match_the_tiny_yaml():
     from tests.conftest import REPO
     tiny = OmegaConf.to_container(OmegaConf.load(REPO / "conf/model/t2i/tiny.yaml"))
     assert set(tiny) == {f.name for f in dataclasses.fields(T2IConfig)}
+
+
+def test_ema_weights_sample_and_survive_a_state_dict_round_trip():
+    torch.manual_seed(0)
+    m = TextToImage(T2IConfig(**FAST))
+    m.after_optimizer_step({"diffusion"})  # the EMA starts from the current weights
+    before = m.generate(["a red shape"], seed=0)[0]
+    with torch.no_grad():
+        for p in m.unet.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    m.after_optimizer_step({"autoencoder"})  # no diffusion: no update
+    assert np.array_equal(np.asarray(m.generate(["a red shape"], seed=0)[0]), np.asarray(before))
+    m.after_optimizer_step({"diffusion"})
+    moved = m.generate(["a red shape"], seed=0)[0]
+    assert not np.array_equal(np.asarray(moved), np.asarray(before))
+    torch.manual_seed(1)
+    other = TextToImage(T2IConfig(**FAST))
+    other.load_state_dict(m.state_dict())
+    assert other.ema.optimization_step == 2
+    assert np.array_equal(np.asarray(other.generate(["a red shape"], seed=0)[0]),
+                          np.asarray(moved))

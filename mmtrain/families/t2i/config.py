@@ -65,6 +65,17 @@ class SamplerConfig:
 
 
 @dataclass
+class EMAConfig:
+    """An exponential moving average of the UNet and text encoder, updated after every
+    optimizer step of a phase that trains `diffusion`; sampling, validation and export
+    use it. Warm-up: decay = min(decay, 1 - (1 + step)^-power) (diffusers' EMAModel)."""
+
+    enabled: bool = True
+    decay: float = bounded(0.999, ge=0, le=1)
+    power: float = bounded(0.6666666, gt=0)
+
+
+@dataclass
 class T2IConfig:
     resolution: int = bounded(32, ge=8)
     # A local diffusers pipeline folder (e.g. an SD-2.1 checkout): its components load
@@ -77,6 +88,7 @@ class T2IConfig:
     unet: UNetConfig = field(default_factory=UNetConfig)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    ema: EMAConfig = field(default_factory=EMAConfig)
     caption_dropout: float = bounded(0.1, ge=0, le=1)  # enables classifier-free guidance
     sample_prompts: list[str] = field(
         default_factory=lambda: [f"a {c} shape" for c in

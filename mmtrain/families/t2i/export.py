@@ -15,7 +15,8 @@ def export(module: TextToImage, out: Path) -> dict:
     # the bundle's bytes depend on the weights alone (and match a re-export).
     module.tokenizer.backend_tokenizer.no_padding()
     module.tokenizer.backend_tokenizer.no_truncation()
-    module.pipeline().save_pretrained(out, safe_serialization=True)
+    with module.ema_weights():  # the EMA is what a bundle serves
+        module.pipeline().save_pretrained(out, safe_serialization=True)
     return {
         "format": "diffusers",
         "pipeline_class": "StableDiffusionPipeline",
@@ -24,4 +25,5 @@ def export(module: TextToImage, out: Path) -> dict:
         "sampling_steps": module.config.sampler.steps,
         "guidance_scale": module.config.sampler.guidance_scale,
         "latent_scale": float(module.latent_scale),
+        "weights": "ema" if module.ema is not None else "trained",
     }

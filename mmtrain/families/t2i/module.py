@@ -12,10 +12,12 @@ encoder; the math after that is the same.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from diffusers import StableDiffusionPipeline
-from diffusers.training_utils import compute_snr
+from diffusers.training_utils import EMAModel, compute_snr
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image, ImageDraw
 from torch import Tensor
@@ -46,6 +48,7 @@ class TextToImage(FamilyModule):
         scale = config.autoencoder.scaling_factor or (
             self.vae.config.scaling_factor if config.pretrained_path else 0.0)
         self.register_buffer("latent_scale", torch.tensor(float(scale)))
+        self.ema: EMAModel | None = None  # created by the first diffusion step
         self.active_losses: set[str] = set(self.default_loss_weights)
 
     def sample_decoder(self):
@@ -135,6 +138,42 @@ class TextToImage(FamilyModule):
         ids = batch_codec.token_ids(self.tokenizer, captions).to(self.device)
         return self.text_encoder(ids)[0]
 
+    # ---- EMA (config.ema) ---------------------------------------------------------------
+    def _ema_parameters(self) -> list[torch.nn.Parameter]:
+        return [*self.unet.parameters(), *self.text_encoder.parameters()]
+
+    def _new_ema(self) -> EMAModel:
+        e = self.config.ema
+        return EMAModel(self._ema_parameters(), decay=e.decay, use_ema_warmup=True, power=e.power)
+
+    def after_optimizer_step(self, active: set[str]) -> None:
+        if "diffusion" in active and self.config.ema.enabled:
+            if self.ema is None:
+                self.ema = self._new_ema()
+            self.ema.step(self._ema_parameters())
+
+    @contextmanager
+    def ema_weights(self):
+        """The EMA weights in place of the trained ones for the duration (if any)."""
+        if self.ema is None:
+            yield
+            return
+        params = self._ema_parameters()
+        self.ema.store(params)
+        self.ema.copy_to(params)
+        try:
+            yield
+        finally:
+            self.ema.restore(params)
+
+    def get_extra_state(self) -> dict:  # saved with the module's state_dict (checkpoints)
+        return {"ema": self.ema.state_dict()} if self.ema is not None else {}
+
+    def set_extra_state(self, state: dict) -> None:
+        if state and "ema" in state:
+            self.ema = self._new_ema()
+            self.ema.load_state_dict(state["ema"])
+
     def on_phase_start(self, active: set[str]) -> None:
         self.active_losses = set(active)
         if "diffusion" in active and self.config.autoencoder.scaling_factor is None \
@@ -153,6 +192,10 @@ class TextToImage(FamilyModule):
 
     @torch.no_grad()
     def generate(self, prompts: list[str], seed: int, **overrides) -> list[Image.Image]:
+        with self.ema_weights():
+            return self._generate(prompts, seed, **overrides)
+
+    def _generate(self, prompts: list[str], seed: int, **overrides) -> list[Image.Image]:
         was_training = self.training
         self.eval()
         pipe = self.pipeline()
