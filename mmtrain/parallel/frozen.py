@@ -10,6 +10,7 @@ the files (name + sha256 + how many tensors). Reading a checkpoint puts them bac
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -32,10 +33,40 @@ def frozen_parameters(module: torch.nn.Module) -> dict[str, torch.Tensor]:
             if not p.requires_grad}
 
 
+def _key(f, name: str) -> str | None:
+    """Where `name` is stored in an open frozen file (tied weights are stored once)."""
+    if name in f.keys():
+        return name
+    return json.loads((f.metadata() or {}).get("aliases", "{}")).get(name)
+
+
 def _already_stored(tensors: dict[str, torch.Tensor], path: Path) -> set[str]:
     with safe_open(str(path), framework="pt") as f:
-        return {name for name in f.keys()
-                if name in tensors and torch.equal(f.get_tensor(name), tensors[name].cpu())}
+        return {name for name, tensor in tensors.items()
+                if (key := _key(f, name)) and torch.equal(f.get_tensor(key), tensor.cpu())}
+
+
+def _save(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Atomic safetensors write; tied weights (one storage, several names, e.g. an LM head
+    tied to its embeddings) are stored once, the other names kept as aliases."""
+    unique: dict[tuple, str] = {}
+    stored, aliases = {}, {}
+    for name, tensor in sorted(tensors.items()):
+        ident = (tensor.data_ptr(), tuple(tensor.shape), tensor.dtype)
+        if ident in unique:
+            aliases[name] = unique[ident]
+        else:
+            unique[ident] = name
+            stored[name] = tensor.contiguous().cpu()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        save_file(stored, str(tmp), metadata={"aliases": json.dumps(aliases)})
+        fsync_path(tmp)
+        os.replace(tmp, path)
+        fsync_path(path.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_frozen(module: torch.nn.Module, path: Path,
@@ -54,15 +85,7 @@ def write_frozen(module: torch.nn.Module, path: Path,
             for name in names:
                 del left[name]
     if left:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
-            save_file({k: v.contiguous().cpu() for k, v in left.items()}, str(tmp))
-            fsync_path(tmp)
-            os.replace(tmp, path)
-            fsync_path(path.parent)
-        finally:
-            tmp.unlink(missing_ok=True)
+        _save(left, path)
         refs.append({"file": path.name, "sha256": sha256_file(path), "names": sorted(left)})
     return refs
 
@@ -93,7 +116,7 @@ def complete(checkpoint: dict, checkpoint_path: str | Path) -> dict:
                                      f"(sha256 differs): {fix}")
         with safe_open(str(path), framework="pt") as f:
             for name in item["names"]:  # only these: an older file may hold stale values
-                checkpoint["state_dict"][name] = f.get_tensor(name)
+                checkpoint["state_dict"][name] = f.get_tensor(_key(f, name))
                 restored += 1
     if restored < ref["parameters"]:
         raise FrozenWeightsError(f"{checkpoint_path}: its frozen files hold {restored} of the "

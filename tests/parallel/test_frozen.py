@@ -62,3 +62,18 @@ def test_a_later_phase_references_unchanged_towers_and_stores_changed_ones(tmp_p
     frozen.strip(checkpoint, m, refs)
     restored = frozen.complete(checkpoint, tmp_path / "last.ckpt")["state_dict"]
     assert all(torch.equal(restored[k], v) for k, v in m.state_dict().items())
+
+
+def test_tied_frozen_weights_are_stored_once_and_restored_under_both_names(tmp_path):
+    m = nn.ModuleDict({"embed": nn.Embedding(10, 4), "head": nn.Linear(4, 10, bias=False)})
+    m["head"].weight = m["embed"].weight  # tied, as OPT's lm_head and embed_tokens
+    m.requires_grad_(False)
+    path = tmp_path / "frozen-phase0.safetensors"
+    refs = frozen.write_frozen(m, path)
+    assert refs[0]["names"] == ["embed.weight", "head.weight"]
+    checkpoint = {"state_dict": {}}
+    frozen.strip(checkpoint, m, refs)
+    restored = frozen.complete(checkpoint, tmp_path / "last.ckpt")["state_dict"]
+    assert torch.equal(restored["head.weight"], m["embed"].weight)
+    again = frozen.write_frozen(m, tmp_path / "frozen-phase1.safetensors", [path])
+    assert [r["file"] for r in again] == ["frozen-phase0.safetensors"]
