@@ -75,9 +75,13 @@ def ensure_data(run: RunConfig) -> None:
     syn = run.data.synthetic
     if syn is None:
         return
-    from mmtrain.data.synth.writer import write_world
+    from mmtrain.data.synth.writer import KINDS, write_world
 
-    write_world(os.path.expanduser(run.data.root), seed=syn.seed, kinds=tuple(syn.kinds),
+    # Also the kinds the run's families read (a source named after a kind), so that
+    # `+model/doc=tiny` needs no data.synthetic.kinds override.
+    fed = {s for f in run.model for s in run.data.family_sources.get(f, [])}
+    kinds = [k for k in KINDS if k in syn.kinds or k in fed]
+    write_world(os.path.expanduser(run.data.root), seed=syn.seed, kinds=tuple(kinds),
                 train_samples=syn.train_samples, val_samples=syn.val_samples,
                 shard_size=syn.shard_size, scene_size=syn.scene_size, progress=True)
 

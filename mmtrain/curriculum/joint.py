@@ -93,7 +93,7 @@ class JointModule(L.LightningModule):
         name = batch["family"]
         losses = self.families[name].losses(batch, set(self.weights[name]), self.step_generator())
         total = sum(self.weights[name][k] * v for k, v in losses.items())
-        bs = len(next(v for v in batch.values() if isinstance(v, torch.Tensor | list)))
+        bs = batch_size(batch)
         self.log_dict({f"train/{name}/{k}": v for k, v in losses.items()}, batch_size=bs)
         self.log("train/loss", total, prog_bar=True, batch_size=bs)
         self.log("step", float(self.absolute_step), batch_size=bs)  # the loggers' x-axis
@@ -105,7 +105,8 @@ class JointModule(L.LightningModule):
         active = set(self.families[name].default_loss_weights) | set(self.weights.get(name, {}))
         generator = torch.Generator().manual_seed(self.seed + batch_idx)
         for key, value in self.families[name].losses(batch, active, generator).items():
-            self.log(f"val/{name}/{key}", value, add_dataloader_idx=False, sync_dist=True)
+            self.log(f"val/{name}/{key}", value, add_dataloader_idx=False, sync_dist=True,
+                     batch_size=batch_size(batch))
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
@@ -169,6 +170,11 @@ class JointModule(L.LightningModule):
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(phase))
         return {"optimizer": optimizer,
                 "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def batch_size(batch: dict) -> int:
+    """Samples in a family's batch: the length of its first tensor or list field."""
+    return len(next((v for v in batch.values() if isinstance(v, torch.Tensor | list)), [0]))
 
 
 def lr_lambda(phase: PhaseConfig):
