@@ -238,7 +238,7 @@ def run(repeats: int = 1, quick: bool = False, *, sizes: str | None = None,
         queries: int | None = None, hnsw_max: int | None = None, noise: float = 0.5,
         goal: float = 0.98, cache: str = str(CACHE), kinds: str = "flat,ivf,hnsw,ivfpq",
         rate_n: int | None = None) -> dict:
-    """--param sizes=0,100000,1000000 (0 = every embedded vector), queries=N, hnsw_max=N
+    """--param sizes=0,200000,1000000 (0 = every embedded vector), queries=N, hnsw_max=N
     (HNSW builds above it are skipped: too slow on 2 shared cores), noise=, goal=,
     cache=DIR, kinds=flat,ivf,hnsw,ivfpq, rate_n=N (passages timed for embeddings/s). Needs the embedding cache unless --quick."""
     import faiss
