@@ -229,7 +229,7 @@ def encoder_rate(passages: list[str], n: int) -> dict:
 
 def settings(quick: bool) -> dict:
     if quick:  # a smoke run: a small fresh corpus, no cache needed
-        return {"sizes": [2000, 5000], "queries": 50, "hnsw_max": 5000, "rate_n": 64}
+        return {"sizes": [2000, 4000], "queries": 40, "hnsw_max": 4000, "rate_n": 64}
     return {"sizes": [0, 200_000, 1_000_000], "queries": 200, "hnsw_max": 200_000,
             "rate_n": 512}
 
@@ -254,7 +254,7 @@ def run(repeats: int = 1, quick: bool = False, *, sizes: str | None = None,
     if quick:
         from mmtrain.rag.encoder import MiniLMEncoder
 
-        passages = build_corpus(limit_files=40)[:150]
+        passages = build_corpus(limit_files=40)[:100]
         t0 = time.perf_counter()
         real = MiniLMEncoder(max_length=128).embed(passages)
         embed = {"passages": len(passages), "seconds": round(time.perf_counter() - t0, 2)}
