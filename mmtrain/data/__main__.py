@@ -12,6 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from mmtrain.data.cli_args import non_negative, positive
 from mmtrain.data.inspect.cli import add_inspect_command
 from mmtrain.data.latents.cli import add_encode_latents_command
 from mmtrain.data.pack.cli import add_pack_command
@@ -29,20 +30,6 @@ def _kinds(text: str) -> list[str]:
     return kinds
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
 def _add_synth(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "synth",
@@ -52,11 +39,11 @@ def _add_synth(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument(
-        "--samples", type=_non_negative, default=1000, help="train samples per kind"
+        "--samples", type=non_negative, default=1000, help="train samples per kind"
     )
     parser.add_argument(
         "--val-samples",
-        type=_non_negative,
+        type=non_negative,
         default=None,
         help="val samples per kind (default: samples // 10)",
     )
@@ -67,8 +54,8 @@ def _add_synth(commands: argparse._SubParsersAction) -> None:
         help=f"comma-separated subset of {','.join(KINDS)} (default: all)",
     )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--shard-size", type=_positive, default=500, help="samples per shard")
-    parser.add_argument("--scene-size", type=_positive, default=64, help="scene image side, px")
+    parser.add_argument("--shard-size", type=positive, default=500, help="samples per shard")
+    parser.add_argument("--scene-size", type=positive, default=64, help="scene image side, px")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     parser.set_defaults(run=_run_synth)
 

@@ -10,16 +10,10 @@ import argparse
 import json
 import sys
 
+from mmtrain.data.cli_args import positive
 from mmtrain.data.sources import DataError
 
 DEFAULT_SHEET = "inspect-contact-sheet.png"
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def add_inspect_command(commands: argparse._SubParsersAction) -> None:
@@ -35,14 +29,14 @@ def add_inspect_command(commands: argparse._SubParsersAction) -> None:
                         "(/data/train-{000000..000099}.tar) or pipe: command")
     parser.add_argument("--family", help="check samples with this family's batch decoder "
                         "(its skip reasons); default: generic per-field checks")
-    parser.add_argument("--resolution", type=_positive, default=None,
+    parser.add_argument("--resolution", type=positive, default=None,
                         help="resolution for the family decoder (default: the family's)")
-    parser.add_argument("--limit", type=_positive, default=None,
+    parser.add_argument("--limit", type=positive, default=None,
                         help="read at most N samples (default: all)")
     parser.add_argument("--sheet", default=DEFAULT_SHEET, metavar="PATH",
                         help=f"contact sheet PNG to write (default: ./{DEFAULT_SHEET})")
     parser.add_argument("--no-sheet", action="store_true", help="write no contact sheet")
-    parser.add_argument("--sheet-samples", type=_positive, default=32, metavar="K",
+    parser.add_argument("--sheet-samples", type=positive, default=32, metavar="K",
                         help="samples on the contact sheet, the first K read (default: 32)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")

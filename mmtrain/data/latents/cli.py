@@ -7,17 +7,12 @@ import argparse
 import sys
 import time
 
+from mmtrain.data.cli_args import positive
+
 EPILOG = """Writes DIR/latents-NNNNNN.tar and DIR/latents.json (the fingerprints of the
 autoencoder, text encoder and tokenizer that encoded them). Use one --out per split.
 Train on them with data=latents data.root=PARENT model.t2i.pretrained_path=BUNDLE
 (docs/latents.md). Rerunning the same command continues an interrupted run."""
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def add_encode_latents_command(commands: argparse._SubParsersAction) -> None:
@@ -32,12 +27,12 @@ def add_encode_latents_command(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--shards", required=True, metavar="PATTERN",
                         help="image+caption shards: a directory, glob, brace range or pipe:")
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
-    parser.add_argument("--batch-size", type=_positive, default=32)
+    parser.add_argument("--batch-size", type=positive, default=32)
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
                         help="default: cuda when available")
-    parser.add_argument("--shard-size", type=_positive, default=1000,
+    parser.add_argument("--shard-size", type=positive, default=1000,
                         help="samples per output shard (default 1000)")
-    parser.add_argument("--resolution", type=_positive, default=None,
+    parser.add_argument("--resolution", type=positive, default=None,
                         help="image side in px (default: the bundle's)")
     parser.add_argument("--no-text", dest="text", action="store_false",
                         help="store no text-encoder states (captions are encoded during "
