@@ -57,7 +57,9 @@ def test_default_run_learns(default_run):
     colour = [float(r["val/t2i/colour_match"]) for r in rows if r.get("val/t2i/colour_match")]
     assert colour[0] < 0.5  # the untrained model draws no particular colour
     # The issue's bar: >= 80% of "a <colour> shape" samples show that colour (chance 1/6).
-    # Measured 0.92 here (24 samples, seed 0, through the stock pipeline).
+    # Measured 0.875 here (24 samples, seed 0, EMA weights, through the stock pipeline).
+    # The small model is sensitive to the data order: other orders/lengths measured
+    # 0.46-0.92 (see the issue notes); 800 diffusion steps cleared the bar.
     assert colour[-1] >= 0.8, colour
 
 
@@ -77,8 +79,8 @@ def test_export_loads_offline_and_draws_the_prompted_colour(default_run):
                   guidance_scale=art["guidance_scale"], height=art["resolution"],
                   width=art["resolution"], generator=torch.Generator().manual_seed(123)).images
     hits = sum(dominant_colour(img) == p.split()[1] for img, p in zip(images, prompts, strict=True))
-    # Fresh seeds the run never validated on: measured 0.79-0.96 across seeds and guidance
-    # scales 4-7; the bar is lower than validation's to leave room for seed variance.
+    # Fresh seeds the run never validated on: measured 0.75-0.875 (seeds 0, 7, 123); the bar
+    # is lower than validation's to leave room for seed variance.
     assert hits / len(prompts) >= 0.7, hits
 
 
