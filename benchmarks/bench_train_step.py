@@ -151,7 +151,8 @@ def one_repeat(run, workdir: Path, params: dict, first: str) -> dict:
     joint.set_phase(run.phases[0], 0, 0)
     baseline_model = build_model(run)["t2i"]
     initial = joint.families["t2i"].state_dict()
-    same_init = all(torch.equal(v, baseline_model.state_dict()[k]) for k, v in initial.items())
+    same_init = all(torch.equal(v, baseline_model.state_dict()[k])
+                    for k, v in tensors_of(initial).items())
     if not same_init:  # construction is not deterministic: report it, start both equal
         baseline_model.load_state_dict(initial)
     out = {"initial_weights_identical": same_init, "first": first, "model_size": {
@@ -323,9 +324,18 @@ def _rows(path: Path) -> int:
 
 
 # ---- comparing ------------------------------------------------------------------------
+def tensors_of(state: dict) -> dict:
+    """The weights and buffers of a state_dict, without modules' extra state (the EMA,
+    which the plain loop does not keep)."""
+    import torch
+
+    return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
 def compare(a: dict, b: dict) -> dict:
     import torch
 
+    a, b = tensors_of(a), tensors_of(b)
     keys = sorted(set(a) | set(b))
     mismatched = [k for k in keys if k not in a or k not in b or not torch.equal(a[k], b[k])]
     worst, worst_key = 0.0, None
