@@ -12,24 +12,28 @@ VERSION = 1
 FILENAME = "shards.json"
 
 
-def read_shard_manifest(directory: str | os.PathLike) -> dict | None:
-    """The manifest of a packed directory; None when it has no shards.json. Raises
-    ValueError for a shards.json that is not one of ours."""
-    path = Path(directory) / FILENAME
+def read_versioned_json(path: Path, fmt: str, version: int,
+                        error: type[ValueError] = ValueError) -> dict | None:
+    """A manifest of format `fmt` up to `version`; None when the file is absent. Raises
+    `error` for a file that is not valid JSON, not ours, or newer than this mmtrain."""
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path} is not valid JSON: {e}") from e
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a {FORMAT} manifest")
-    if manifest.get("version", 0) > VERSION:
-        raise ValueError(
-            f"{path} has format version {manifest['version']}; this mmtrain reads up to "
-            f"{VERSION}: update mmtrain"
-        )
+        raise error(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != fmt:
+        raise error(f"{path} is not a {fmt} manifest")
+    if manifest.get("version", 0) > version:
+        raise error(f"{path} has format version {manifest['version']}; this mmtrain reads "
+                    f"up to {version}: update mmtrain")
     return manifest
+
+
+def read_shard_manifest(directory: str | os.PathLike) -> dict | None:
+    """The manifest of a packed directory; None when it has no shards.json. Raises
+    ValueError for a shards.json that is not one of ours."""
+    return read_versioned_json(Path(directory) / FILENAME, FORMAT, VERSION)
 
 
 def split_shards(

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from mmtrain.data.manifest import read_versioned_json
 from mmtrain.files import fsync_path
 
 FILENAME = "latents.json"
@@ -51,19 +52,8 @@ class LatentsManifestError(ValueError):
 
 def read_manifest(directory: str | os.PathLike) -> dict | None:
     """A directory's latents.json; None when there is none."""
-    path = Path(directory) / FILENAME
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise LatentsManifestError(f"{path} is not valid JSON ({err})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise LatentsManifestError(f"{path} is not a {FORMAT} manifest")
-    if manifest.get("version", 0) > VERSION:
-        raise LatentsManifestError(f"{path} has format version {manifest['version']}; this "
-                                   f"mmtrain reads up to {VERSION}: update mmtrain")
-    return manifest
+    return read_versioned_json(Path(directory) / FILENAME, FORMAT, VERSION,
+                               LatentsManifestError)
 
 
 def write_manifest(directory: Path, manifest: dict) -> None:
