@@ -16,9 +16,13 @@ import torch
 from PIL import Image
 
 from mmtrain.data.shards import BadSample
+from mmtrain.families.shared.images import (
+    CAPTION_KEYS,
+    IMAGE_KEYS,
+    center_square,
+    image_and_caption,
+)
 
-IMAGE_KEYS = ("png", "jpg", "jpeg", "webp")
-CAPTION_KEYS = ("txt", "caption")
 LATENT_KEY, LATENT_STD_KEY, TEXT_KEY = "latent.npy", "latent_std.npy", "text.npy"
 # field -> accepted extensions; a latent sample carries the image as its latent (and
 # always its caption, which encode-latents keeps next to the text states)
@@ -32,21 +36,11 @@ def decode_sample(raw: dict, resolution: int,
     A latent sample goes to `decode_latent_sample`."""
     if LATENT_KEY in raw:
         return decode_latent_sample(raw, latent_shape)
-    image_bytes = next((raw[k] for k in IMAGE_KEYS if k in raw), None)
-    caption = next((raw[k] for k in CAPTION_KEYS if k in raw), None)
-    if image_bytes is None:
-        raise BadSample("missing_image", f"no {'/'.join(IMAGE_KEYS)} member")
-    if caption is None:
-        raise BadSample("missing_caption", f"no {'/'.join(CAPTION_KEYS)} member")
-    try:
-        image = Image.open(io.BytesIO(image_bytes))
-        image = image.convert("RGB")  # decodes the pixels: truncated data fails here
-    except Exception as err:  # PIL raises many types for broken files
-        raise BadSample("corrupt_image", f"{type(err).__name__}: {err}") from None
+    image, caption = image_and_caption(raw)
     if image.size != (resolution, resolution):
-        image = _center_square(image).resize((resolution, resolution), Image.BICUBIC)
+        image = center_square(image).resize((resolution, resolution), Image.BICUBIC)
     pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1.0)
-    return {"pixels": pixels.permute(2, 0, 1), "caption": _text(caption)}
+    return {"pixels": pixels.permute(2, 0, 1), "caption": caption}
 
 
 def decode_latent_sample(raw: dict, latent_shape: tuple[int, ...] | None = None) -> dict:
@@ -76,13 +70,6 @@ def _array(raw: dict, key: str, shape: tuple[int, ...] | None) -> torch.Tensor:
 
 def _text(caption) -> str:
     return (caption.decode("utf-8") if isinstance(caption, bytes) else str(caption)).strip()
-
-
-def _center_square(image: Image.Image) -> Image.Image:
-    w, h = image.size
-    side = min(w, h)
-    left, top = (w - side) // 2, (h - side) // 2
-    return image.crop((left, top, left + side, top + side))
 
 
 def collate(samples: list[dict]) -> dict:
