@@ -45,7 +45,7 @@ def _text(r) -> str:
     lines.append("metadata: " + (", ".join(f"{k}={v}" for k, v in r.metadata.items()) or "none"))
     if c.present:
         signer = c.signer or {}
-        lines.append(f"c2pa: {c.state} (signed by {signer.get('common_name')!r}, issuer "
+        lines.append(f"c2pa: {c.state} (signed by {signer.get('common_name')!r} of "
                      f"{signer.get('issuer')!r}, {signer.get('alg')}; generator "
                      f"{c.claim_generator}); failures: {', '.join(c.failures) or 'none'}")
     else:

@@ -15,7 +15,12 @@ from pathlib import Path
 
 import c2pa
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    load_pem_private_key,
+)
 
 import mmtrain
 from mmtrain.provenance.config import ProvenanceConfig
@@ -25,8 +30,15 @@ AI_SOURCE = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMe
 _OFFLINE = {"verify": {"ocsp_fetch": False, "remote_manifest_fetch": False}}
 
 
-def _algorithm(key_pem: bytes) -> c2pa.C2paSigningAlg:
+def _key(key_pem: bytes) -> tuple[c2pa.C2paSigningAlg, bytes]:
+    """The signing algorithm for the key, and the key as PKCS#8 PEM (c2pa reads no other
+    form; openssl's `ecparam -genkey` writes SEC1 "EC PRIVATE KEY")."""
     key = load_pem_private_key(key_pem, password=None)
+    pkcs8 = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    return _algorithm(key), pkcs8
+
+
+def _algorithm(key) -> c2pa.C2paSigningAlg:
     if isinstance(key, ec.EllipticCurvePrivateKey):
         algs = {"secp256r1": c2pa.C2paSigningAlg.ES256, "secp384r1": c2pa.C2paSigningAlg.ES384,
                 "secp521r1": c2pa.C2paSigningAlg.ES512}
@@ -55,7 +67,12 @@ def sign_png(png: bytes, fields: dict, config: ProvenanceConfig) -> bytes:
             {"label": ASSERTION, "data": fields},
         ],
     }
-    info = c2pa.C2paSignerInfo(_algorithm(key), cert, key, config.tsa_url)
+    try:
+        algorithm, key = _key(key)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"cannot read the C2PA signing key {config.key_path}: {e} (an "
+                         "unencrypted PEM private key is needed)") from e
+    info = c2pa.C2paSignerInfo(algorithm, cert, key, config.tsa_url)
     # no thumbnail: for a 32 px image it would be 50x the image
     context = c2pa.Context.from_dict({"builder": {"thumbnail": {"enabled": False}}})
     out = io.BytesIO()

@@ -54,7 +54,8 @@ def _pem(obj) -> bytes:
 @pytest.fixture(scope="session")
 def test_ca(tmp_path_factory) -> dict[str, Path]:
     """ca.pem (the root), chain.pem (leaf + root), key.pem (the leaf's P-256 key), and
-    bare.pem (a leaf from the same CA without the C2PA extensions, which c2pa refuses)."""
+    bare.pem (a leaf from the same CA without the C2PA extensions, which c2pa refuses);
+    key_sec1.pem is key.pem as openssl's `ecparam -genkey` writes it."""
     out = tmp_path_factory.mktemp("ca")
     ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     ca = _cert(_name("mmtrain test CA"), _name("mmtrain test CA"), ca_key.public_key(), ca_key, ca=True)
@@ -62,7 +63,10 @@ def test_ca(tmp_path_factory) -> dict[str, Path]:
     bare = _cert(_name("mmtrain bare leaf"), ca.subject, key.public_key(), ca_key, ca=False,
                  profile=False)
     files = {"ca": _pem(ca), "chain": _pem(leaf) + _pem(ca), "key": _pem(key),
-             "bare": _pem(bare) + _pem(ca)}
+             "bare": _pem(bare) + _pem(ca),
+             "key_sec1": key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.TraditionalOpenSSL,
+                                           serialization.NoEncryption())}
     paths = {}
     for name, data in files.items():
         paths[name] = out / f"{name}.pem"

@@ -176,7 +176,7 @@ def test_cli_verify_and_stamp(tmp_path, test_ca):
 
     made = cli("stamp", tmp_path / "in.png", tmp_path / "out.png", "--manifest-sha256", DIGEST,
                "--seed", 5, "--prompt", "a blue square", "--cert", test_ca["chain"],
-               "--key", test_ca["key"])
+               "--key", test_ca["key_sec1"])
     assert made.returncode == 0, made.stderr
     ok = cli("verify", tmp_path / "out.png", "--json", "--trust-anchors", test_ca["ca"])
     assert ok.returncode == 0, ok.stderr

@@ -8,7 +8,7 @@ colours), measure its radius per direction around the centroid, and read two har
 of that profile: a triangle has a strong 3-fold one, a square and a diamond a 4-fold one
 of opposite sign (corners on the diagonals vs on the axes), a circle neither. These do
 not depend on position, size or colour; the class centres are calibrated on the world's
-own renders at the image's resolution (docs/t2i.md "Metrics" has the accuracy).
+own renders at the image's resolution (docs/t2i-metrics.md has the accuracy).
 
 FID and CLIP score never download: a path that is not configured or not on disk skips the
 metric with a logged reason. torch-fidelity (torchmetrics' Inception) requires
