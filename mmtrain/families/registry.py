@@ -35,7 +35,8 @@ FAMILIES: dict[str, FamilySpec] = {
         config_cls=T2IConfig,
         module_path="mmtrain.families.t2i.module:TextToImage",
         fields=("image", "caption"),
-        losses=("autoencoder", "diffusion"),
+        losses=("autoencoder", "diffusion", "autoencoder_perceptual", "autoencoder_adversarial",
+                "adversarial"),
         description="text-to-image latent diffusion (CLIP text encoder, UNet, autoencoder)",
     ),
     "retrieval": FamilySpec(

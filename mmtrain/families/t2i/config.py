@@ -20,6 +20,16 @@ class TextEncoderConfig:
 
 @dataclass
 class AutoencoderConfig:
+    # kl: AutoencoderKL; vq: a VQ autoencoder (diffusers' VQModel); vq2: the two-level
+    # VQ-VAE-2 (autoencoders/models.py). Losses and kinds: docs/t2i.md "Autoencoders".
+    kind: str = choice("kl", "kl", "vq", "vq2")
+    num_embeddings: int = bounded(256, ge=2)  # vq, vq2: codebook size (per level for vq2)
+    # the `autoencoder_perceptual` loss's feature network: a local torchvision vgg19 state
+    # dict, else a fixed random-feature network (mmtrain/families/shared/perceptual.py)
+    perceptual_weights_path: str | None = None
+    # VGG-19 layer -> weight (with weights): LPIPS' taps, the ReLU output of each block
+    perceptual_layers: dict[str, float] = field(default_factory=lambda: {
+        "relu1_2": 0.2, "relu2_2": 0.2, "relu3_4": 0.2, "relu4_4": 0.2, "relu5_4": 0.2})
     block_out_channels: list[int] = field(default_factory=lambda: [32, 64])
     layers_per_block: int = bounded(1, ge=1)
     latent_channels: int = bounded(4, ge=1)
@@ -76,6 +86,39 @@ class EMAConfig:
 
 
 @dataclass
+class DiscriminatorConfig:
+    """A multi-scale PatchGAN (mmtrain/families/shared/gan.py); built only when enabled."""
+
+    enabled: bool = False
+    num_scales: int = bounded(3, ge=1)
+    channels: int = bounded(64, ge=4)
+    num_layers: int = bounded(3, ge=1)
+
+
+@dataclass
+class T2IAdversarialConfig:
+    """The family's GAN parts (adversarial.py, docs/t2i.md "GAN parts"). The first fields
+    are mmtrain.families.shared.gan.AdversarialConfig's (both discriminators train with
+    them); they are repeated here because config classes must not import torch."""
+
+    loss: str = choice("hinge", "hinge", "non_saturating")
+    lr: float = bounded(2e-4, gt=0)
+    betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
+    weight_decay: float = bounded(0.0, ge=0)
+    d_steps_per_g_step: int = bounded(1, ge=1)
+    r1_weight: float = bounded(0.0, ge=0)
+    r1_every: int = bounded(16, ge=1)
+    # judges reconstructions in an autoencoder phase (`autoencoder_adversarial`)
+    autoencoder_discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    disc_start: int = bounded(0, ge=0)  # phase updates before that loss and its D start
+    adaptive_weight: bool = True  # VQGAN's ||grad rec|| / ||grad gan|| at the decoder's last layer
+    # judges decoded x0 predictions in a diffusion phase (`adversarial`); guides sampling
+    diffusion_discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    max_timestep: int = bounded(1000, ge=1)  # the `adversarial` loss and guidance: t < this
+    guidance_scale: float = bounded(0.0, ge=0)  # discriminator guidance at sampling; 0: off
+
+
+@dataclass
 class T2IConfig:
     resolution: int = bounded(32, ge=8)
     # A local diffusers pipeline folder (e.g. an SD-2.1 checkout): its components load
@@ -89,6 +132,7 @@ class T2IConfig:
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     ema: EMAConfig = field(default_factory=EMAConfig)
+    adversarial: T2IAdversarialConfig = field(default_factory=T2IAdversarialConfig)
     caption_dropout: float = bounded(0.1, ge=0, le=1)  # enables classifier-free guidance
     sample_prompts: list[str] = field(
         default_factory=lambda: [f"a {c} shape" for c in

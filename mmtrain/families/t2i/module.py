@@ -26,6 +26,7 @@ from mmtrain.data.synth.scenes import COLOURS, dominant_colour
 from mmtrain.families.base import FamilyModule
 from mmtrain.families.t2i import batch as batch_codec
 from mmtrain.families.t2i import networks
+from mmtrain.families.t2i import adversarial, autoencoders
 from mmtrain.families.t2i.config import T2IConfig
 
 
@@ -50,6 +51,14 @@ class TextToImage(FamilyModule):
         self.register_buffer("latent_scale", torch.tensor(float(scale)))
         self.ema: EMAModel | None = None  # created by the first diffusion step
         self.active_losses: set[str] = set(self.default_loss_weights)
+        # GAN parts (adversarial.py), None unless enabled: built after the networks above,
+        # so a run without them initialises exactly as before.
+        self.autoencoder_discriminator = adversarial.build(config.adversarial.autoencoder_discriminator)
+        self.diffusion_discriminator = adversarial.build(config.adversarial.diffusion_discriminator)
+        if self.autoencoder_discriminator is not None or self.diffusion_discriminator is not None:
+            self.register_buffer("gan_updates", torch.tensor(0))  # of the phase: disc_start
+        self._gan_fakes: dict = {}
+        self._prediction: tuple | None = None  # the last diffusion step's, for `adversarial`
 
     def sample_decoder(self):
         return batch_codec.decoder(self.config.resolution, self.latent_shape)
@@ -73,16 +82,18 @@ class TextToImage(FamilyModule):
     def losses(self, batch: dict, active: set[str], generator: torch.Generator) -> dict[str, Tensor]:
         pixels = batch.get("pixels")
         out: dict[str, Tensor] = {}
-        if "autoencoder" in active:
+        if active & set(autoencoders.LOSSES):
             if pixels is None:
                 raise ValueError("the t2i autoencoder loss needs images; this batch holds "
                                  "latents (train the autoencoder on image shards)")
-            posterior = self.vae.encode(pixels).latent_dist
-            recon = self.vae.decode(posterior.sample(_on(generator, pixels))).sample
-            out["autoencoder"] = (F.l1_loss(recon, pixels)
-                                  + self.config.autoencoder.kl_weight * posterior.kl().mean())
-        if "diffusion" in active:
-            out["diffusion"] = self._diffusion_loss(batch, generator)
+            out |= autoencoders.losses(self, pixels, active, _on(generator, pixels))
+        if "diffusion" in active or "adversarial" in active:
+            diffusion = self._diffusion_loss(batch, generator)
+            if "diffusion" in active:
+                out["diffusion"] = diffusion
+            if "adversarial" in active:  # D(decoded x0 estimate), adversarial.py
+                out["adversarial"] = adversarial.diffusion_loss(self, *self._prediction)
+            self._prediction = None
         return out
 
     def _posterior_sample(self, batch: dict, generator) -> Tensor:
@@ -91,7 +102,7 @@ class TextToImage(FamilyModule):
         the step's randomness matches the pixel path."""
         if "pixels" in batch:
             pixels = batch["pixels"]
-            return self.vae.encode(pixels).latent_dist.sample(_on(generator, pixels))
+            return autoencoders.encode(self.vae, pixels, _on(generator, pixels))
         mean = batch["latents"].to(self.device, torch.float32)
         noise = randn_tensor(mean.shape, generator=_on(generator, mean), device=mean.device,
                              dtype=mean.dtype)
@@ -125,6 +136,7 @@ class TextToImage(FamilyModule):
         else:
             target = noise
         pred = self.unet(noisy, steps, encoder_hidden_states=context).sample
+        self._prediction = (latents, noisy, steps, pred)
         per_sample = F.mse_loss(pred.float(), target.float(), reduction="none").mean((1, 2, 3))
         gamma = self.config.noise.snr_gamma
         if gamma is None:
@@ -137,6 +149,17 @@ class TextToImage(FamilyModule):
     def encode_text(self, captions: list[str]) -> Tensor:
         ids = batch_codec.token_ids(self.tokenizer, captions).to(self.device)
         return self.text_encoder(ids)[0]
+
+    # ---- GAN parts (adversarial.py; the curriculum's GAN path drives them) ---------------
+    def discriminators(self, active: set[str]) -> dict[str, torch.nn.Module]:
+        return adversarial.discriminators(self, active)
+
+    def adversarial_config(self):
+        return self.config.adversarial
+
+    def discriminator_losses(self, batch: dict, active: set[str], generator: torch.Generator,
+                             step: int) -> dict[str, Tensor]:
+        return adversarial.discriminator_losses(self, batch, active, step)
 
     # ---- EMA (config.ema) ---------------------------------------------------------------
     def _ema_parameters(self) -> list[torch.nn.Parameter]:
@@ -176,6 +199,7 @@ class TextToImage(FamilyModule):
 
     def on_phase_start(self, active: set[str]) -> None:
         self.active_losses = set(active)
+        adversarial.on_phase_start(self, active)  # freezes discriminators without a loss
         if "diffusion" in active and self.config.autoencoder.scaling_factor is None \
                 and not self.config.pretrained_path:
             self.latent_scale.zero_()  # the autoencoder may have changed: measure again
@@ -203,8 +227,10 @@ class TextToImage(FamilyModule):
         sampler = self.config.sampler
         kwargs = {"num_inference_steps": sampler.steps, "guidance_scale": sampler.guidance_scale,
                   "height": self.config.resolution, "width": self.config.resolution} | overrides
-        images = pipe(prompt=prompts, generator=torch.Generator().manual_seed(seed),
-                      output_type="pil", **kwargs).images
+        # discriminator_guidance=SCALE (else config.adversarial.guidance_scale): adversarial.py
+        with adversarial.guided(self, pipe, kwargs) as kwargs:
+            images = pipe(prompt=prompts, generator=torch.Generator().manual_seed(seed),
+                          output_type="pil", **kwargs).images
         self.train(was_training)
         return images
 

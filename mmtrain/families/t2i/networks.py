@@ -52,9 +52,13 @@ def build_text_encoder(cfg: T2IConfig, vocab_size: int) -> CLIPTextModel:
 
 
 def build_vae(cfg: T2IConfig) -> AutoencoderKL:
-    if cfg.pretrained_path:
-        return AutoencoderKL.from_pretrained(cfg.pretrained_path, subfolder="vae",
-                                             local_files_only=True)
+    """AutoencoderKL, or a VQ autoencoder for autoencoder.kind vq/vq2 (autoencoders/)."""
+    from mmtrain.families.t2i import autoencoders
+
+    if cfg.pretrained_path:  # any kind, by the folder's config
+        return autoencoders.load(f"{cfg.pretrained_path}/vae")
+    if cfg.autoencoder.kind != "kl":
+        return autoencoders.build(cfg)
     ae = cfg.autoencoder
     n = len(ae.block_out_channels)
     return AutoencoderKL(
