@@ -18,6 +18,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch import nn
 
 from mmtrain.config.schema import PhaseConfig
+from mmtrain.curriculum import adversarial
 from mmtrain.families.base import FamilyModule
 from mmtrain.parallel import frozen
 
@@ -39,6 +40,10 @@ class JointModule(L.LightningModule):
         self.frozen_refs: list[dict] | None = None
         for family in self.families.values():
             family.reduce_mean = self._reduce_mean
+        # GAN phases optimise by hand (adversarial.py); the runner sets these from the
+        # trainer config, which Lightning cannot apply under manual optimization.
+        self.accumulate = 1
+        self.clip: tuple[float | None, str] = (None, "norm")
 
     # ---- phase plumbing ---------------------------------------------------------------
     def set_phase(self, phase: PhaseConfig, index: int, step_offset: int) -> None:
@@ -51,6 +56,12 @@ class JointModule(L.LightningModule):
         self.apply_freeze_plan(phase)
         for name in phase.families:
             self.families[name].on_phase_start(set(self.weights[name]))
+        self.automatic_optimization = not self.adversarial
+
+    @property
+    def adversarial(self) -> bool:
+        """Does a family train discriminators in this phase (-> manual optimization)?"""
+        return bool(adversarial.phase_discriminators(self))
 
     def apply_freeze_plan(self, phase: PhaseConfig) -> None:
         """Trains the phase's families except the frozen paths; everything else frozen."""
@@ -89,16 +100,22 @@ class JointModule(L.LightningModule):
             (self.seed * 1_000_003 + self.absolute_step) * 1009 + self.global_rank)
 
     # ---- steps ------------------------------------------------------------------------
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
+        if not self.automatic_optimization:
+            return adversarial.training_step(self, batch, batch_idx)
         name = batch["family"]
         losses = self.families[name].losses(batch, set(self.weights[name]), self.step_generator())
         total = sum(self.weights[name][k] * v for k, v in losses.items())
-        bs = batch_size(batch)
-        self.log_dict({f"train/{name}/{k}": v for k, v in losses.items()}, batch_size=bs)
-        self.log("train/loss", total, prog_bar=True, batch_size=bs)
-        self.log("step", float(self.absolute_step), batch_size=bs)  # the loggers' x-axis
-        self.log("phase", float(self.phase_index), batch_size=bs)
+        self.log_losses(name, losses, batch, total)
         return total
+
+    def log_losses(self, family: str, losses: dict, batch: dict, total=None) -> None:
+        bs = batch_size(batch)
+        self.log_dict({f"train/{family}/{k}": v for k, v in losses.items()}, batch_size=bs)
+        if total is not None:
+            self.log("train/loss", total, prog_bar=True, batch_size=bs)
+            self.log("step", float(self.absolute_step), batch_size=bs)  # the loggers' x-axis
+            self.log("phase", float(self.phase_index), batch_size=bs)
 
     def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
         name = batch["family"]
@@ -157,19 +174,22 @@ class JointModule(L.LightningModule):
             self.families[name].after_optimizer_step(set(self.weights[name]))
 
     def configure_optimizers(self):
-        phase = self.phase
-        params = [p for p in self.parameters() if p.requires_grad]
-        opt = phase.optimizer
-        if opt.name == "sgd":
-            optimizer = torch.optim.SGD(params, lr=opt.lr, momentum=opt.betas[0],
-                                        weight_decay=opt.weight_decay)
-        else:
-            cls = torch.optim.AdamW if opt.name == "adamw" else torch.optim.Adam
-            optimizer = cls(params, lr=opt.lr, betas=tuple(opt.betas), eps=opt.eps,
-                            weight_decay=opt.weight_decay)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(phase))
+        if self.adversarial:
+            return adversarial.configure_optimizers(self, self._make_optimizer,
+                                                    lr_lambda(self.phase))
+        optimizer = self._make_optimizer([p for p in self.parameters() if p.requires_grad])
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(self.phase))
         return {"optimizer": optimizer,
                 "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def _make_optimizer(self, params: list) -> torch.optim.Optimizer:
+        opt = self.phase.optimizer
+        if opt.name == "sgd":
+            return torch.optim.SGD(params, lr=opt.lr, momentum=opt.betas[0],
+                                   weight_decay=opt.weight_decay)
+        cls = torch.optim.AdamW if opt.name == "adamw" else torch.optim.Adam
+        return cls(params, lr=opt.lr, betas=tuple(opt.betas), eps=opt.eps,
+                   weight_decay=opt.weight_decay)
 
 
 def batch_size(batch: dict) -> int:

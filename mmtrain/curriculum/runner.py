@@ -17,6 +17,7 @@ from lightning.pytorch.strategies import DDPStrategy
 
 from mmtrain.config.schema import PhaseConfig, RunConfig
 from mmtrain.config.validate import phase_fingerprint
+from mmtrain.curriculum import adversarial
 from mmtrain.curriculum.joint import JointModule
 from mmtrain.data.module import Codec, PhaseData
 from mmtrain.data.position import DataPosition
@@ -93,9 +94,14 @@ def _describe(a: dict, b: dict) -> str:
 
 
 def build_trainer(run: RunConfig, phase: PhaseConfig, index: int, rd: RunDir, loggers,
-                  position: DataPosition) -> L.Trainer:
+                  position: DataPosition, joint: JointModule) -> L.Trainer:
     t = run.trainer
     accumulate = t.accumulate_grad_batches
+    clip_val = t.gradient_clip_val
+    if joint.adversarial:  # manual optimization: the joint module accumulates and clips
+        adversarial.check_precision(t.precision, phase.name)
+        joint.accumulate, joint.clip = accumulate, (clip_val, t.gradient_clip_algorithm)
+        clip_val = None
     callbacks = [
         CurriculumState(run.phases, index),
         position,
@@ -114,10 +120,10 @@ def build_trainer(run: RunConfig, phase: PhaseConfig, index: int, rd: RunDir, lo
     val_every = phase.val_every_n_steps or phase.steps
     return L.Trainer(
         accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
-        strategy=build_strategy(run), precision=t.precision,
+        strategy=build_strategy(run, joint.adversarial), precision=t.precision,
         max_steps=phase.steps, max_epochs=-1,
-        accumulate_grad_batches=accumulate,
-        gradient_clip_val=t.gradient_clip_val, gradient_clip_algorithm=t.gradient_clip_algorithm,
+        accumulate_grad_batches=1 if joint.adversarial else accumulate,
+        gradient_clip_val=clip_val, gradient_clip_algorithm=t.gradient_clip_algorithm,
         log_every_n_steps=t.log_every_n_steps,
         val_check_interval=val_every * accumulate, check_val_every_n_epoch=None,
         limit_val_batches=t.limit_val_batches, num_sanity_val_steps=0,
@@ -128,11 +134,12 @@ def build_trainer(run: RunConfig, phase: PhaseConfig, index: int, rd: RunDir, lo
     )
 
 
-def build_strategy(run: RunConfig):
+def build_strategy(run: RunConfig, adversarial_phase: bool = False):
     s = run.strategy
     if s.name == "ddp":
+        # a GAN phase's generator backward leaves the (frozen-for-it) discriminators unused
         return DDPStrategy(process_group_backend=s.process_group_backend,
-                           find_unused_parameters=s.find_unused_parameters)
+                           find_unused_parameters=s.find_unused_parameters or adversarial_phase)
     return "auto"
 
 
@@ -157,7 +164,7 @@ def run_curriculum(run: RunConfig, rd: RunDir) -> JointModule:
         # Each phase reads its own sample order (phase 0 keeps the run's seed).
         data = PhaseData(run.data, phase, codecs(families), seed=run.seed + 1_000_003 * index,
                          limit_val_batches=run.trainer.limit_val_batches, position=position)
-        trainer = build_trainer(run, phase, index, rd, loggers, position)
+        trainer = build_trainer(run, phase, index, rd, loggers, position, joint)
         trainer.fit(joint, datamodule=data,
                     ckpt_path=start.ckpt_path if index == start.phase_index else None)
         if trainer.global_step < phase.steps:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import lightning as L
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 
 class FamilyModule(L.LightningModule):
@@ -55,6 +55,22 @@ class FamilyModule(L.LightningModule):
 
     def on_phase_start(self, active: set[str]) -> None:
         """Called before a phase trains with `active` losses of this family."""
+
+    # ---- GAN parts (mmtrain/curriculum/adversarial.py drives them) -----------------------
+    def discriminators(self, active: set[str]) -> dict[str, nn.Module]:
+        """The discriminator submodules that train in a phase with `active` losses; they get
+        their own optimizer (`adversarial_config()`) and never the generator's. {}: none."""
+        return {}
+
+    def adversarial_config(self):
+        """-> mmtrain.families.shared.gan.AdversarialConfig of this family's discriminators."""
+        raise NotImplementedError(f"{self.name} has discriminators but no adversarial_config()")
+
+    def discriminator_losses(self, batch: dict, active: set[str], generator: torch.Generator,
+                             step: int) -> dict[str, Tensor]:
+        """The discriminators' losses on the batch that `losses()` just saw (use the fakes it
+        cached, detached). `step` counts discriminator steps (for lazy R1 and the like)."""
+        raise NotImplementedError
 
     # Standalone use (Trainer.fit(family_module, ...)): the family's default losses.
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
