@@ -72,6 +72,10 @@ def train(cfg: DictConfig, *, run: RunConfig | None = None, rd: RunDir | None = 
 
 def ensure_data(run: RunConfig) -> None:
     """Generates the embedded synthetic world on first use (a no-op once it exists)."""
+    if any("photos" in run.data.family_sources.get(f, []) for f in run.model):
+        from mmtrain.families.restore.photos import ensure_photos  # scikit-image photo crops
+
+        ensure_photos(run.data.sources["photos"].train)
     syn = run.data.synthetic
     if syn is None:
         return

@@ -10,6 +10,7 @@ import importlib
 from dataclasses import dataclass
 
 from mmtrain.families.doc.config import DocConfig
+from mmtrain.families.restore.config import RestoreConfig
 from mmtrain.families.retrieval.config import RetrievalConfig
 from mmtrain.families.t2i.config import T2IConfig
 from mmtrain.families.vqa.config import VQAConfig
@@ -65,5 +66,14 @@ FAMILIES: dict[str, FamilySpec] = {
         losses=("itc", "itm", "caption", "vqa"),
         description="visual question answering and captioning, BLIP-2 design (ViT, "
                     "Q-Former with learnable queries, OPT decoder)",
+    ),
+    "restore": FamilySpec(
+        name="restore",
+        config_cls=RestoreConfig,
+        module_path="mmtrain.families.restore.module:Restore",
+        fields=("image",),
+        losses=("pixel", "perceptual", "adversarial"),
+        description="image restoration: denoising, super-resolution x2/x4, inpainting "
+                    "(transformers Swin2SR, PatchGAN; degradations made on the fly)",
     ),
 }
