@@ -10,8 +10,9 @@ from mmtrain.launch import launch
 from tests.config.test_compose import RECIPES
 from tests.conftest import REPO, SMALL_WORLD, compose
 
-FAST = [*SMALL_WORLD, "data.batch_size=4", "model.t2i.sampler.steps=2",
-        "model.t2i.samples_per_prompt=1", "callbacks.progress_bar=false"]
+FAST = [*SMALL_WORLD, "data.batch_size=4", "callbacks.progress_bar=false"]
+FAST_BY_FAMILY = {"t2i": ["model.t2i.sampler.steps=2", "model.t2i.samples_per_prompt=1"],
+                  "restore": ["model.restore.eval_photo_crop=96"]}
 
 
 def phase_count(recipe: str) -> int:
@@ -27,12 +28,14 @@ def phase_count(recipe: str) -> int:
 def test_recipe_runs_a_few_steps(recipe, variant, small_world, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     steps = [f"phases.{i}.steps=2" for i in range(phase_count(recipe))]
-    launch(compose(f"+recipe={recipe}", "name=r", *FAST, *steps, *variant))
+    families = list(compose(f"+recipe={recipe}").model)  # a recipe may drop t2i
+    fast = [o for f in families for o in FAST_BY_FAMILY.get(f, [])]
+    launch(compose(f"+recipe={recipe}", "name=r", *FAST, *fast, *steps, *variant))
     run = tmp_path / "runs" / "r"
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["mmtrain"]["completed"]
     assert ckpt["mmtrain"]["phase_index"] == phase_count(recipe) - 1
-    assert (run / "export" / "t2i" / "manifest.json").exists()
+    assert all((run / "export" / f / "manifest.json").exists() for f in families)
     if "logger=tensorboard" in variant:
         assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     else:
