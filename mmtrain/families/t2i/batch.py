@@ -73,6 +73,13 @@ def _text(caption) -> str:
 
 
 def collate(samples: list[dict]) -> dict:
+    out = _collate(samples)
+    if "style" in samples[0]:  # style presets (styles.py): index per sample, 0 = none
+        out["styles"] = torch.tensor([s["style"] for s in samples], dtype=torch.long)
+    return out
+
+
+def _collate(samples: list[dict]) -> dict:
     captions = [s["caption"] for s in samples]
     if not any("latents" in s for s in samples):
         return {"pixels": torch.stack([s["pixels"] for s in samples]), "captions": captions}

@@ -86,6 +86,33 @@ class EMAConfig:
 
 
 @dataclass
+class RAGConfig:
+    """Retrieval-augmented conditioning (docs/t2i.md "RAG conditioning"): the prompt's top_k
+    passages from a knowledge base, each encoded by the text encoder, join the UNet's
+    context after the prompt's tokens."""
+
+    knowledge_base: str | None = None  # a mmtrain.rag KnowledgeBase folder; None: off
+    knowledge_source: str | None = None  # only passages of this source; None: all sources
+    top_k: int = bounded(2, ge=1)
+    max_tokens_per_passage: int | None = None  # None: text_encoder.max_length
+    dropout: float = bounded(0.1, ge=0, le=1)  # training: probability of no retrieval
+
+
+@dataclass
+class StyleConfig:
+    """Style presets: `tokens` learned context tokens per name, selected at sampling."""
+
+    names: list[str] = field(default_factory=list)  # e.g. [photographic, illustration, 3d-model]
+    tokens: int = bounded(4, ge=1)
+    # where a training sample's style comes from: its `style` member, else (synthetic
+    # world) its scene background through this map, e.g. {white: illustration}
+    from_background: dict[str, str] = field(default_factory=dict)
+    # training: probability of the no-style tokens, so sampling without a style stays in
+    # the training distribution
+    dropout: float = bounded(0.1, ge=0, le=1)
+
+
+@dataclass
 class DiscriminatorConfig:
     """A multi-scale PatchGAN (mmtrain/families/shared/gan.py); built only when enabled."""
 
@@ -132,6 +159,8 @@ class T2IConfig:
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     ema: EMAConfig = field(default_factory=EMAConfig)
+    rag: RAGConfig = field(default_factory=RAGConfig)
+    styles: StyleConfig = field(default_factory=StyleConfig)
     adversarial: T2IAdversarialConfig = field(default_factory=T2IAdversarialConfig)
     caption_dropout: float = bounded(0.1, ge=0, le=1)  # enables classifier-free guidance
     sample_prompts: list[str] = field(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mmtrain.families.t2i import adversarial, autoencoders
+from mmtrain.families.t2i import adversarial, autoencoders, conditioning
 from mmtrain.families.t2i.module import TextToImage
 
 
@@ -18,8 +18,10 @@ def export(module: TextToImage, out: Path) -> dict:
     module.tokenizer.backend_tokenizer.no_truncation()
     with module.ema_weights():  # the EMA is what a bundle serves
         module.pipeline().save_pretrained(out, safe_serialization=True)
+        # style presets, retrieval config + knowledge base: conditioning.load_extras(out)
+        extras = conditioning.save_extras(module.conditioner(), out)
     # a VQ autoencoder's code next to its weights; discriminators/: adversarial.load(out)
-    extras = autoencoders.ship_code(module.vae, out) | adversarial.save(module, out)
+    extras |= autoencoders.ship_code(module.vae, out) | adversarial.save(module, out)
     return extras | {
         "format": "diffusers",
         "pipeline_class": "StableDiffusionPipeline",

@@ -24,9 +24,8 @@ from torch import Tensor
 
 from mmtrain.data.synth.scenes import COLOURS, dominant_colour
 from mmtrain.families.base import FamilyModule
+from mmtrain.families.t2i import adversarial, autoencoders, conditioning, networks, rag, styles
 from mmtrain.families.t2i import batch as batch_codec
-from mmtrain.families.t2i import networks
-from mmtrain.families.t2i import adversarial, autoencoders
 from mmtrain.families.t2i.config import T2IConfig
 
 
@@ -59,9 +58,15 @@ class TextToImage(FamilyModule):
             self.register_buffer("gan_updates", torch.tensor(0))  # of the phase: disc_start
         self._gan_fakes: dict = {}
         self._prediction: tuple | None = None  # the last diffusion step's, for `adversarial`
+        # Style presets and retrieval (conditioning.py); None when off. Built last and
+        # from their own RNG: a run without them initialises exactly as before.
+        self.styles = styles.build(config.styles, self.text_encoder.config.hidden_size)
+        self.retriever = (rag.Retriever(config.rag.knowledge_base, config.rag.knowledge_source,
+                                        config.rag.top_k) if config.rag.knowledge_base else None)
 
     def sample_decoder(self):
-        return batch_codec.decoder(self.config.resolution, self.latent_shape)
+        decode = batch_codec.decoder(self.config.resolution, self.latent_shape)
+        return styles.with_style(decode, self.config.styles) if self.styles is not None else decode
 
     def check_source(self, source: str, shards: list[str]) -> None:
         """Latent shards: refused unless encoded by this very autoencoder (and text encoder,
@@ -126,6 +131,11 @@ class TextToImage(FamilyModule):
         else:
             captions = ["" if d else c for c, d in zip(captions, drop.tolist(), strict=True)]
             context = self.encode_text(captions)
+        cond = self.conditioner()
+        if cond.extended:  # + retrieved passages, style tokens
+            c = self.config
+            context = cond.training_context(context, batch["captions"], drop, generator,
+                                            batch.get("styles"), c.rag.dropout, c.styles.dropout)
         n = latents.shape[0]
         noise = torch.randn(latents.shape, generator=generator).to(latents)
         steps = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (n,),
@@ -150,6 +160,11 @@ class TextToImage(FamilyModule):
         ids = batch_codec.token_ids(self.tokenizer, captions).to(self.device)
         return self.text_encoder(ids)[0]
 
+    def conditioner(self) -> conditioning.Conditioner:
+        return conditioning.Conditioner(self.tokenizer, self.text_encoder, styles=self.styles,
+                                        retriever=self.retriever,
+                                        passage_tokens=self.config.rag.max_tokens_per_passage)
+
     # ---- GAN parts (adversarial.py; the curriculum's GAN path drives them) ---------------
     def discriminators(self, active: set[str]) -> dict[str, torch.nn.Module]:
         return adversarial.discriminators(self, active)
@@ -163,7 +178,8 @@ class TextToImage(FamilyModule):
 
     # ---- EMA (config.ema) ---------------------------------------------------------------
     def _ema_parameters(self) -> list[torch.nn.Parameter]:
-        return [*self.unet.parameters(), *self.text_encoder.parameters()]
+        extra = [*self.styles.parameters()] if self.styles is not None else []
+        return [*self.unet.parameters(), *self.text_encoder.parameters(), *extra]
 
     def _new_ema(self) -> EMAModel:
         e = self.config.ema
@@ -205,34 +221,51 @@ class TextToImage(FamilyModule):
             self.latent_scale.zero_()  # the autoencoder may have changed: measure again
 
     # ---- sampling ---------------------------------------------------------------------
-    def pipeline(self) -> StableDiffusionPipeline:
-        """A stock diffusers pipeline over this module's networks (no copies)."""
+    def pipeline(self, sampler: str | None = None) -> StableDiffusionPipeline:
+        """A stock diffusers pipeline over this module's networks (no copies); `sampler`
+        overrides config.sampler.name."""
         self.vae.register_to_config(scaling_factor=float(self.latent_scale) or 1.0)
         return StableDiffusionPipeline(
             vae=self.vae, text_encoder=self.text_encoder, tokenizer=self.tokenizer,
-            unet=self.unet, scheduler=networks.build_sampler(self.config, self.noise_scheduler),
+            unet=self.unet,
+            scheduler=networks.build_sampler(self.config, self.noise_scheduler, sampler),
             safety_checker=None, feature_extractor=None, requires_safety_checker=False,
         )
 
     @torch.no_grad()
-    def generate(self, prompts: list[str], seed: int, **overrides) -> list[Image.Image]:
-        with self.ema_weights():
-            return self._generate(prompts, seed, **overrides)
+    def generate(self, prompts: list[str], seed: int, **options) -> list[Image.Image]:
+        """Images for `prompts`; options as `generate_with_context`."""
+        return self.generate_with_context(prompts, seed, **options).images
 
-    def _generate(self, prompts: list[str], seed: int, **overrides) -> list[Image.Image]:
+    @torch.no_grad()
+    def generate_with_context(self, prompts: list[str], seed: int, *, negative_prompt=None,
+                              style=None, retrieve: bool = True, sampler: str | None = None,
+                              **overrides) -> conditioning.Generation:
+        """Images plus what conditioned them (retrieved passages with sources, styles).
+        negative_prompt / style: one for all prompts or one per prompt; sampler: ddpm,
+        ddim or dpm_solver; overrides: pipeline arguments (num_inference_steps,
+        guidance_scale, ...) over config.sampler."""
+        with self.ema_weights():
+            return self._generate(prompts, seed, negative_prompt=negative_prompt, style=style,
+                                  retrieve=retrieve, sampler=sampler, **overrides)
+
+    def _generate(self, prompts: list[str], seed: int, *, sampler: str | None = None,
+                  negative_prompt=None, style=None, retrieve: bool = True,
+                  **overrides) -> conditioning.Generation:
         was_training = self.training
         self.eval()
-        pipe = self.pipeline()
+        pipe = self.pipeline(sampler)
         pipe.set_progress_bar_config(disable=True)
-        sampler = self.config.sampler
-        kwargs = {"num_inference_steps": sampler.steps, "guidance_scale": sampler.guidance_scale,
+        s = self.config.sampler
+        kwargs = {"num_inference_steps": s.steps, "guidance_scale": s.guidance_scale,
                   "height": self.config.resolution, "width": self.config.resolution} | overrides
         # discriminator_guidance=SCALE (else config.adversarial.guidance_scale): adversarial.py
         with adversarial.guided(self, pipe, kwargs) as kwargs:
-            images = pipe(prompt=prompts, generator=torch.Generator().manual_seed(seed),
-                          output_type="pil", **kwargs).images
+            out = conditioning.generate(pipe, self.conditioner(), prompts, seed,
+                                        negative_prompt=negative_prompt, style=style,
+                                        retrieve=retrieve, **kwargs)
         self.train(was_training)
-        return images
+        return out
 
     @torch.no_grad()
     def evaluate(self, seed: int) -> tuple[dict[str, float], dict]:

@@ -102,6 +102,10 @@ def build_noise_scheduler(cfg: T2IConfig) -> DDPMScheduler:
                          beta_schedule=n.beta_schedule, prediction_type=n.prediction_type)
 
 
-def build_sampler(cfg: T2IConfig, noise_scheduler: DDPMScheduler):
-    """The inference scheduler, sharing the training noise schedule."""
-    return SAMPLERS[cfg.sampler.name].from_config(noise_scheduler.config)
+def build_sampler(cfg: T2IConfig, noise_scheduler: DDPMScheduler, name: str | None = None):
+    """The inference scheduler (`name`, default cfg.sampler.name), sharing the training
+    noise schedule."""
+    name = name or cfg.sampler.name
+    if name not in SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r}; valid: {', '.join(SAMPLERS)}")
+    return SAMPLERS[name].from_config(noise_scheduler.config)
