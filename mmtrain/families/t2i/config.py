@@ -146,6 +146,15 @@ class T2IAdversarialConfig:
 
 
 @dataclass
+class MetricsConfig:
+    """Validation metrics beyond prompt agreement (docs/t2i-metrics.md); never downloaded."""
+
+    fid_feature_path: str | None = None  # a local transformers CLIP folder (or Inception .pth + torch-fidelity)
+    clip_path: str | None = None  # a local transformers CLIP folder (model + processor)
+    fid_reference: int = bounded(64, ge=2)  # synthetic scenes rendered as FID's real set
+
+
+@dataclass
 class T2IConfig:
     resolution: int = bounded(32, ge=8)
     # A local diffusers pipeline folder (e.g. an SD-2.1 checkout): its components load
@@ -162,6 +171,7 @@ class T2IConfig:
     rag: RAGConfig = field(default_factory=RAGConfig)
     styles: StyleConfig = field(default_factory=StyleConfig)
     adversarial: T2IAdversarialConfig = field(default_factory=T2IAdversarialConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     caption_dropout: float = bounded(0.1, ge=0, le=1)  # enables classifier-free guidance
     sample_prompts: list[str] = field(
         default_factory=lambda: [f"a {c} shape" for c in

@@ -22,11 +22,11 @@ from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image, ImageDraw
 from torch import Tensor
 
-from mmtrain.data.synth.scenes import COLOURS, dominant_colour
 from mmtrain.families.base import FamilyModule
 from mmtrain.families.t2i import adversarial, autoencoders, conditioning, networks, rag, styles
 from mmtrain.families.t2i import batch as batch_codec
 from mmtrain.families.t2i.config import T2IConfig
+from mmtrain.families.t2i.metrics import evaluate_metrics
 
 
 class TextToImage(FamilyModule):
@@ -271,12 +271,10 @@ class TextToImage(FamilyModule):
     def evaluate(self, seed: int) -> tuple[dict[str, float], dict]:
         prompts = [p for p in self.config.sample_prompts for _ in range(self.config.samples_per_prompt)]
         images = self.generate(prompts, seed)
-        scored = [(img, c) for img, p in zip(images, prompts, strict=True)
-                  for c in COLOURS if c in p.lower().split()]
-        metrics = {}
-        if scored:
-            hits = sum(dominant_colour(img) == c for img, c in scored)
-            metrics["colour_match"] = hits / len(scored)
+        m = self.config.metrics  # prompt agreement always; FID / CLIP score with local nets
+        metrics = evaluate_metrics(images, prompts, fid_feature_path=m.fid_feature_path,
+                                   clip_path=m.clip_path, fid_reference=m.fid_reference,
+                                   device=self.device)
         grid = image_grid(images, self.config.samples_per_prompt, self.config.sample_prompts)
         return metrics, {"samples": grid}
 
