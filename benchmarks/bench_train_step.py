@@ -226,7 +226,7 @@ def train_mmtrain(run, joint, workdir: Path, interleave: PlainLoop | None = None
     data = PhaseData(run.data, phase, codecs(dict(joint.families.items())),
                      seed=run.seed, limit_val_batches=run.trainer.limit_val_batches,
                      position=position)
-    trainer = build_trainer(run, phase, 0, rd, build_loggers(run, rd), position)
+    trainer = build_trainer(run, phase, 0, rd, build_loggers(run, rd), position, joint)
     timer = step_timer(interleave)
     trainer.callbacks.append(timer)
     t1 = time.perf_counter()
