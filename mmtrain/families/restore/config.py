@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mmtrain.config.schema import bounded, choice
-from mmtrain.families.shared.gan import AdversarialConfig
+from mmtrain.families.shared.adversarial_config import AdversarialConfig
 
 
 @dataclass

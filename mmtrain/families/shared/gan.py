@@ -9,29 +9,11 @@ optimizer (see `AdversarialConfig` and mmtrain/curriculum/joint.py).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmtrain.config.schema import bounded, choice
-
-
-@dataclass
-class AdversarialConfig:
-    """The discriminator side of a GAN phase: its optimizer and schedule."""
-
-    loss: str = choice("hinge", "hinge", "non_saturating")
-    lr: float = bounded(2e-4, gt=0)
-    betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
-    weight_decay: float = bounded(0.0, ge=0)
-    # D steps per G step: the generator trains on every k-th batch, D on every batch
-    d_steps_per_g_step: int = bounded(1, ge=1)
-    # R1 gradient penalty on real inputs (StyleGAN2's lazy form: every r1_every D steps,
-    # scaled by r1_every); 0 disables it
-    r1_weight: float = bounded(0.0, ge=0)
-    r1_every: int = bounded(16, ge=1)
+from mmtrain.families.shared.adversarial_config import AdversarialConfig  # noqa: F401 (re-export)
 
 
 class PatchGAN(nn.Module):
@@ -118,4 +100,4 @@ def r1_penalty(real: Tensor, real_logits: list[Tensor]) -> Tensor:
 def realness(discriminator: MultiScalePatchGAN, x: Tensor) -> Tensor:
     """Per-sample realness score: the mean logit over patches and scales (used by
     discriminator guidance at sampling time)."""
-    return torch.stack([l.float().mean(dim=(1, 2, 3)) for l in discriminator(x)]).mean(0)
+    return torch.stack([s.float().mean(dim=(1, 2, 3)) for s in discriminator(x)]).mean(0)

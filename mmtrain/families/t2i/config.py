@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mmtrain.config.schema import bounded, choice
+from mmtrain.families.shared.adversarial_config import AdversarialConfig
 
 
 @dataclass
@@ -123,18 +124,11 @@ class DiscriminatorConfig:
 
 
 @dataclass
-class T2IAdversarialConfig:
-    """The family's GAN parts (adversarial.py, docs/t2i.md "GAN parts"). The first fields
-    are mmtrain.families.shared.gan.AdversarialConfig's (both discriminators train with
-    them); they are repeated here because config classes must not import torch."""
+class T2IAdversarialConfig(AdversarialConfig):
+    """The family's GAN parts (adversarial.py, docs/t2i.md "GAN parts"): the shared
+    discriminator optimizer/schedule fields (both discriminators train with them), then
+    the family's own."""
 
-    loss: str = choice("hinge", "hinge", "non_saturating")
-    lr: float = bounded(2e-4, gt=0)
-    betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
-    weight_decay: float = bounded(0.0, ge=0)
-    d_steps_per_g_step: int = bounded(1, ge=1)
-    r1_weight: float = bounded(0.0, ge=0)
-    r1_every: int = bounded(16, ge=1)
     # judges reconstructions in an autoencoder phase (`autoencoder_adversarial`)
     autoencoder_discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     disc_start: int = bounded(0, ge=0)  # phase updates before that loss and its D start
