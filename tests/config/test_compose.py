@@ -22,7 +22,8 @@ def test_every_recipe_composes_and_validates(recipe):
 
 @pytest.mark.parametrize("option", ["logger=wandb", "logger=tensorboard", "logger=none",
                                     "strategy=ddp", "trainer=gpu", "data=shards data.root=/x",
-                                    "data=latents data.root=/x", "model/t2i=sd21"])
+                                    "data=latents data.root=/x", "model/t2i=sd21",
+                                    "model/t2i=base"])
 def test_group_options_validate(option):
     validate(compose("+recipe=joint_finetune", *option.split()))
 

@@ -172,3 +172,7 @@ class T2IConfig:
                                  ("red", "green", "blue", "yellow", "purple", "orange")]
     )
     samples_per_prompt: int = bounded(4, ge=1)
+    # Recompute the UNet's (and the autoencoder's, where diffusers supports it: kl) blocks
+    # in backward instead of keeping their activations: less memory for more time
+    # (measured in docs/t2i.md "Speed and memory").
+    gradient_checkpointing: bool = False

@@ -44,6 +44,10 @@ class TextToImage(FamilyModule):
         self.unet = networks.build_unet(config, self.text_encoder.config.hidden_size,
                                         self.vae.config.latent_channels, latent_size)
         self.noise_scheduler = networks.build_noise_scheduler(config)
+        if config.gradient_checkpointing:  # diffusers' own; VQ kinds without it are left as they are
+            self.unet.enable_gradient_checkpointing()
+            if getattr(self.vae, "_supports_gradient_checkpointing", False):
+                self.vae.enable_gradient_checkpointing()
         # 0 = not measured yet; saved with checkpoints so a resumed run keeps it.
         scale = config.autoencoder.scaling_factor or (
             self.vae.config.scaling_factor if config.pretrained_path else 0.0)
