@@ -6,6 +6,9 @@ first) and deleted by id or by source, without rebuilding the index. The whole b
 one versioned folder: kb.json (format version, encoder hash, chunking), documents.jsonl,
 chunks.jsonl and index/ (the VectorIndex with its manifest); loading it with another
 encoder is refused by the index's manifest check.
+
+A knowledge graph (mmtrain.rag.graph, any backend) can be attached: every add, replace and
+delete is then mirrored into it, so the graph never holds facts of a deleted document.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ class Passage:
 class KnowledgeBase:
     def __init__(self, encoder: Encoder | None = None, *, index_kind: str = "auto",
                  index_params: dict | None = None, max_words: int = 64,
-                 overlap: int = 16) -> None:
+                 overlap: int = 16, graph=None) -> None:
         if encoder is None:
             from mmtrain.rag.encoder import MiniLMEncoder
 
@@ -55,15 +58,26 @@ class KnowledgeBase:
         self.documents: dict[str, Document] = {}
         self.chunks: dict[int, dict] = {}  # chunk id -> {doc_id, source, chunk, text}
         self._next_id = 0
+        self.graph = None
+        if graph is not None:
+            self.attach_graph(graph)
 
     def __len__(self) -> int:
         return len(self.documents)
+
+    def attach_graph(self, graph) -> dict[str, int]:
+        """Mirror this base's documents into `graph` (a GraphStore) from now on; first
+        brings it in line (drops documents the base no longer holds, adds missing ones).
+        Returns those counts."""
+        self.graph = graph
+        return graph.sync(self.documents)
 
     # ---- writing --------------------------------------------------------------------
     def add_documents(self, docs) -> int:
         """Add (or replace, by id) documents: Document objects or dicts with id, source,
         text (and optional fields). Returns the number of chunks added."""
         docs = [d if isinstance(d, Document) else Document(**d) for d in docs]
+        docs = list({d.id: d for d in docs}.values())  # a repeated id: its last copy wins
         self.delete(doc_ids=[d.id for d in docs if d.id in self.documents])
         texts, ids = [], []
         for doc in docs:
@@ -76,6 +90,8 @@ class KnowledgeBase:
                 self._next_id += 1
         if texts:
             self.index.add(self.encoder.embed(texts), np.asarray(ids, dtype=np.int64))
+        if self.graph is not None:
+            self.graph.add_documents(docs)
         return len(texts)
 
     def delete(self, source: str | None = None, doc_ids=None) -> int:
@@ -93,6 +109,8 @@ class KnowledgeBase:
             del self.chunks[c]
         for d in doomed:
             del self.documents[d]
+        if self.graph is not None:
+            self.graph.delete_documents(doomed)
         return len(doomed)
 
     # ---- reading --------------------------------------------------------------------
@@ -136,8 +154,10 @@ class KnowledgeBase:
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path, encoder: Encoder | None = None) -> KnowledgeBase:
-        """Load a saved base; `encoder` (default MiniLM) must be the one that built it."""
+    def load(cls, folder: str | Path, encoder: Encoder | None = None,
+             graph=None) -> KnowledgeBase:
+        """Load a saved base; `encoder` (default MiniLM) must be the one that built it.
+        `graph` is attached (and synced to the loaded documents) when given."""
         folder = Path(folder)
         meta = json.loads((folder / "kb.json").read_text())
         if meta.get("format_version") != FORMAT_VERSION:
@@ -152,4 +172,6 @@ class KnowledgeBase:
             row = json.loads(line)
             kb.chunks[row.pop("id")] = row
         kb._next_id = meta["next_id"]
+        if graph is not None:
+            kb.attach_graph(graph)
         return kb

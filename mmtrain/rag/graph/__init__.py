@@ -2,12 +2,12 @@
 (store.py; LadybugStore embedded by default, Neo4jStore over Bolt) and context
 expansion (expand.py)."""
 
-from mmtrain.rag.graph.expand import Context, expand_context
+from mmtrain.rag.graph.expand import Context, StaleGraph, expand_context
 from mmtrain.rag.graph.extract import Entity, Relation, extract
 from mmtrain.rag.graph.store import GraphStore, Neighbour
 
-__all__ = ["Context", "Entity", "GraphStore", "Neighbour", "Relation", "expand_context",
-           "extract", "open_store"]
+__all__ = ["Context", "Entity", "GraphStore", "Neighbour", "Relation", "StaleGraph",
+           "expand_context", "extract", "open_store"]
 
 
 def open_store(backend: str = "ladybug", **kwargs) -> GraphStore:

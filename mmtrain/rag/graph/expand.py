@@ -1,7 +1,11 @@
 """Graph expansion of retrieved context: the entities a retrieved passage names (its
 document's node, and any stored entity whose name occurs in its text) bring their graph
 neighbours along, e.g. the other fields of the form a passage came from, or the other
-forms that share a value with it."""
+forms that share a value with it.
+
+Given the knowledge base (`kb=`), nothing of a deleted document comes back: passages of
+documents the base no longer holds are dropped, and a graph that still holds such a
+document (not attached to the base, not synced) is refused before it is queried."""
 
 from __future__ import annotations
 
@@ -30,10 +34,24 @@ def entities_in(passage, names: list[str], min_len: int = 3) -> list[str]:
     return found
 
 
+class StaleGraph(ValueError):
+    """The graph holds documents the knowledge base has deleted."""
+
+
 def expand_context(passages: list, store: GraphStore, hops: int = 1,
-                   names: list[str] | None = None) -> Context:
+                   names: list[str] | None = None, kb=None) -> Context:
     """Add the graph neighbours (within `hops`) of every entity found in `passages`.
-    `names` (the store's entity names) can be passed in to skip fetching them per call."""
+    `names` (the store's entity names) can be passed in to skip fetching them per call.
+    `kb`: the KnowledgeBase the passages came from; see the module docstring."""
+    if kb is not None:
+        passages = [p for p in passages if p.doc_id in kb.documents]
+        stale = sorted(set(store.document_ids()) - set(kb.documents))
+        if stale:
+            raise StaleGraph(
+                f"the knowledge graph still holds {len(stale)} document(s) the knowledge base "
+                f"has deleted ({', '.join(stale[:5])}{', ...' if len(stale) > 5 else ''}); "
+                "attach it to the base (kb.attach_graph(store), which syncs it and mirrors "
+                "every later delete) or call store.sync(kb.documents)")
     names = store.entity_names() if names is None else names
     context = Context(list(passages))
     for passage in passages:

@@ -29,13 +29,14 @@ class Entity:
     type: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class Relation:
     src: str
     type: str  # HAS_FIELD, IS_A, MENTIONS
     dst: str
     label: str  # the field name for HAS_FIELD, else ""
     source: str  # the knowledge-base source the fact came from
+    doc: str = ""  # the knowledge-base document id it came from (its provenance)
 
 
 _STOP = {"in", "of", "on", "at", "for", "with", "that", "which", "and", "or", "from", "to",
@@ -77,14 +78,14 @@ def extract(doc) -> tuple[list[Entity], list[Relation]]:
                 continue
             value = str(value).strip()
             entities.setdefault(value, Entity(value, key))
-            relations.append(Relation(doc.id, "HAS_FIELD", value, key, doc.source))
+            relations.append(Relation(doc.id, "HAS_FIELD", value, key, doc.source, doc.id))
         return list(entities.values()), relations
     for m in _IS_A.finditer(doc.text):
         x, y = m.group(1), _trim(m.group(2))
         entities.setdefault(x, Entity(x, "Mention"))
         entities.setdefault(y, Entity(y, "Class"))
-        relations.append(Relation(x, "IS_A", y, "", doc.source))
+        relations.append(Relation(x, "IS_A", y, "", doc.source, doc.id))
     for span in mentions(doc.text):
         entities.setdefault(span, Entity(span, "Mention"))
-        relations.append(Relation(doc.id, "MENTIONS", span, "", doc.source))
+        relations.append(Relation(doc.id, "MENTIONS", span, "", doc.source, doc.id))
     return list(entities.values()), relations
