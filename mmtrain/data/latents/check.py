@@ -10,6 +10,7 @@ import os
 from mmtrain.data.latents.manifest import (
     FILENAME,
     LatentsManifestError,
+    autoencoder_kind,
     module_fingerprint,
     read_manifest,
     tokenizer_fingerprint,
@@ -89,6 +90,15 @@ def check_latent_source(module, source: str, shards: list[str], active: set[str]
             f"the model trains at model.t2i.resolution={cfg_res} (latent shape {want}). "
             f"Set model.t2i.resolution={res}, or re-encode with "
             f"`{ENCODE} --from BUNDLE --resolution {cfg_res} ...`")
+    # written before the kind was recorded: KL, the only kind encode-latents wrote then
+    stored_kind, kind = manifest["autoencoder"].get("kind", "kl"), autoencoder_kind(module.vae)
+    if stored_kind != kind:
+        raise DataError(
+            f"source {source}: its latents come from a {stored_kind} autoencoder "
+            f"({manifest['autoencoder']['class']}, from {bundle}), this model's t2i.vae is "
+            f"{kind} ({type(module.vae).__name__}); the two latent spaces differ. Set "
+            f"model.t2i.pretrained_path={bundle} to train the model the latents came from, "
+            f"or re-encode them with this model's bundle (`{ENCODE} --from BUNDLE ...`)")
     theirs, ours = manifest["autoencoder"]["sha256"], module_fingerprint(module.vae)
     if theirs != ours:
         raise DataError(

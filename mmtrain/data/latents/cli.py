@@ -23,7 +23,8 @@ def add_encode_latents_command(commands: argparse._SubParsersAction) -> None:
         "autoencoder (and text encoder) into latent shards.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--from", dest="bundle", required=True, metavar="BUNDLE",
-                        help="t2i export bundle (runs/<name>/export/t2i, or the run directory)")
+                        help="t2i export bundle (runs/<name>/export/t2i, or the run "
+                        "directory); its autoencoder may be kl, vq or vq2")
     parser.add_argument("--shards", required=True, metavar="PATTERN",
                         help="image+caption shards: a directory, glob, brace range or pipe:")
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
@@ -39,7 +40,7 @@ def add_encode_latents_command(commands: argparse._SubParsersAction) -> None:
                         "training, and the text encoder may train)")
     parser.add_argument("--with-std", dest="std", action="store_true",
                         help="also store the posterior std (latent_std.npy): training then "
-                        "samples the posterior exactly as from pixels; doubles latent bytes")
+                        "samples the posterior exactly as from pixels; doubles latent bytes (kl only)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(run=run)
 
@@ -72,5 +73,6 @@ def run(args: argparse.Namespace) -> None:
           f"{', text ' + str(manifest['text']['shape']) if manifest['text'] else ''}) "
           f"in {seconds:.1f} s")
     print(f"  skipped: {skipped}; unreadable shards: {len(manifest['unreadable_shards'])}")
-    print(f"  autoencoder sha256 {manifest['autoencoder']['sha256']}")
+    print(f"  autoencoder {manifest['autoencoder'].get('kind', 'kl')} sha256 "
+          f"{manifest['autoencoder']['sha256']}")
     print(f"  manifest: {args.out}/latents.json")

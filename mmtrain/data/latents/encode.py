@@ -1,8 +1,9 @@
 """Encodes image+caption shards once through a text-to-image bundle's autoencoder (and
 text encoder) into latent shards, so training skips the JPEG decode and the VAE pass.
 
-Per sample: `latent.npy` (float16 posterior mean), `latent_std.npy` (float16 posterior std,
-with `std=True`), `text.npy` (float16 text-encoder hidden states, padding positions
+Per sample: `latent.npy` (float16: a KL autoencoder's posterior mean, or a VQ
+autoencoder's encoder output before quantization, which is what the t2i family's diffusion
+loss trains on), `latent_std.npy` (float16 posterior std, KL with `std=True`), `text.npy` (float16 text-encoder hidden states, padding positions
 included, with `text=True`), `txt` (the caption) and `json` (source shard and key).
 `latents.json` records the fingerprints of what produced them (manifest.py).
 
@@ -35,6 +36,7 @@ from mmtrain.data.latents.manifest import (
     FORMAT,
     SHARD_PATTERN,
     VERSION,
+    autoencoder_kind,
     module_fingerprint,
     read_manifest,
     tokenizer_fingerprint,
@@ -91,11 +93,15 @@ def find_bundle(path: str | os.PathLike) -> Path:
 
 
 def load_parts(path: str | os.PathLike, *, text: bool, device: torch.device) -> Parts:
-    from diffusers import AutoencoderKL
     from transformers import CLIPTextModel, CLIPTokenizer
 
+    from mmtrain.families.t2i import autoencoders
+
     bundle = find_bundle(path)
-    vae = AutoencoderKL.from_pretrained(bundle / "vae", local_files_only=True)
+    try:  # any kind (kl, vq, vq2) by its config's class, with the family's own classes
+        vae = autoencoders.load(bundle / "vae")
+    except ValueError as err:
+        raise EncodeError(str(err)) from None
     text_encoder = tokenizer = None
     if text:
         if not (bundle / "text_encoder").is_dir() or not (bundle / "tokenizer").is_dir():
@@ -123,16 +129,27 @@ def header(parts: Parts, opts: EncodeOptions, shards: list[str]) -> dict:
         raise EncodeError(f"resolution {resolution} is not a multiple of the autoencoder's "
                           f"downsampling factor {factor}")
     side = resolution // factor
+    kind = autoencoder_kind(vae)
+    if kind != "kl" and opts.std:
+        raise EncodeError(f"--with-std: the bundle's autoencoder is {kind} "
+                          f"({type(vae).__name__}), which has no posterior std (its latents "
+                          "are deterministic); drop --with-std")
+    if kind == "vq2" and side % 2:
+        raise EncodeError(f"resolution {resolution} gives a {side}x{side} latent grid; the "
+                          f"two-level VQ autoencoder needs an even grid (a multiple of "
+                          f"{2 * factor} px)")
     out = {
         "format": FORMAT, "version": VERSION,
         "bundle": {"path": str(parts.path), "source": parts.source},
         "resolution": int(resolution),
         "autoencoder": {"sha256": module_fingerprint(vae), "class": type(vae).__name__,
+                        "kind": kind,
                         "scaling_factor": float(vae.config.scaling_factor),
                         "latent_channels": vae.config.latent_channels,
                         "downsampling_factor": factor},
         "latent": {"shape": [vae.config.latent_channels, side, side], "dtype": "float16",
-                   "posterior": "mean+std" if opts.std else "mean"},
+                   "posterior": ("pre-quantization" if kind != "kl" else
+                                 "mean+std" if opts.std else "mean")},
         "text_encoder": None, "tokenizer": None, "text": None,
         "source": {"pattern": opts.shards, "shards": shards},
         "shard_size": opts.shard_size,
@@ -260,6 +277,8 @@ def _encode(parts: Parts, opts: EncodeOptions, fresh: dict, shards: list[str], o
             device: torch.device) -> dict:
     existing = read_manifest(out)
     if existing is not None:
+        if "kind" not in existing["autoencoder"]:  # written before kinds were recorded
+            existing["autoencoder"] = dict(existing["autoencoder"], kind="kl")
         changed = [k for k in _IDENTITY if existing.get(k) != fresh.get(k)]
         if changed:
             raise EncodeError(
@@ -329,10 +348,13 @@ def encode_batch(parts: Parts, pending: list, device: torch.device, opts: Encode
     """(position, tar sample) for each pending (position, raw, decoded) that encodes to
     finite float16 values (the others are counted as skipped `float16_overflow`)."""
     pixels = torch.stack([d["pixels"] for _, _, d in pending]).to(device)
-    posterior = parts.vae.encode(pixels).latent_dist
-    arrays = {"latent.npy": posterior.mean}
-    if opts.std:
-        arrays["latent_std.npy"] = posterior.std
+    encoded = parts.vae.encode(pixels)
+    if hasattr(encoded, "latent_dist"):  # kl
+        arrays = {"latent.npy": encoded.latent_dist.mean}
+        if opts.std:
+            arrays["latent_std.npy"] = encoded.latent_dist.std
+    else:  # vq, vq2: before quantization, as autoencoders.encode gives diffusion
+        arrays = {"latent.npy": encoded.latents}
     if parts.text_encoder is not None:
         captions = [d["caption"] for _, _, d in pending]
         ids = t2i_batch.token_ids(parts.tokenizer, captions).to(device)

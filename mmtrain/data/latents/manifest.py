@@ -34,6 +34,19 @@ def module_fingerprint(module: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
+def autoencoder_kind(vae) -> str:
+    """`kl`, `vq` or `vq2`: the t2i `autoencoder.kind` of an autoencoder, by its class."""
+    from diffusers import AutoencoderKL, VQModel
+
+    from mmtrain.families.t2i.autoencoders.models import VQVAE2
+
+    for kind, cls in (("kl", AutoencoderKL), ("vq", VQModel), ("vq2", VQVAE2)):
+        if isinstance(vae, cls):
+            return kind
+    raise ValueError(f"{type(vae).__name__} is not a text-to-image autoencoder "
+                     "(AutoencoderKL, VQModel or VQVAE2)")
+
+
 def tokenizer_fingerprint(tokenizer) -> str:
     """sha256 of what decides the token ids: the fast tokenizer's model, normalizer and
     post-processor (not its transient padding/truncation state), the context length and

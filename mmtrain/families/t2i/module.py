@@ -113,6 +113,8 @@ class TextToImage(FamilyModule):
             pixels = batch["pixels"]
             return autoencoders.encode(self.vae, pixels, _on(generator, pixels))
         mean = batch["latents"].to(self.device, torch.float32)
+        if not isinstance(self.vae, autoencoders.AutoencoderKL):
+            return mean  # vq, vq2: stored pre-quantization latents; the pixel path draws nothing
         noise = randn_tensor(mean.shape, generator=_on(generator, mean), device=mean.device,
                              dtype=mean.dtype)
         std = batch.get("latent_std")
