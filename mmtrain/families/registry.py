@@ -45,7 +45,7 @@ FAMILIES: dict[str, FamilySpec] = {
         config_cls=RetrievalConfig,
         module_path="mmtrain.families.retrieval.module:Retrieval",
         fields=("image", "caption"),
-        losses=("contrastive",),
+        losses=("contrastive", "document_contrastive"),
         description="cross-modal retrieval: CLIP-style dual encoder (MiniLM text tower, "
                     "image tower), one ranked list across text, images and documents",
     ),

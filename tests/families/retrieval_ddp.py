@@ -49,3 +49,26 @@ def run_rank(rank: int, world: int, init_file: str, out: str) -> None:
         torch.save({"loss": loss.detach(), "grads": grads}, f"{out}/rank{rank}.pt")
     finally:
         torch.distributed.destroy_process_group()
+
+
+def run_rank_uneven(rank: int, world: int, init_file: str, out: str,
+                    splits: list[list[int]]) -> None:
+    """Each split gives the row cuts per rank (rank r takes rows cuts[r]:cuts[r+1]): a
+    mixed batch hands the ranks different numbers of documents, even none."""
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}",
+                                         rank=rank, world_size=world)
+    try:
+        for k, cuts in enumerate(splits):
+            image, text, scale, x, y = toy_setup()
+            part = slice(cuts[rank], cuts[rank + 1])
+            loss = contrastive_loss(image(x[part]), text(y[part]), scale.exp())
+            loss.backward()
+            grads = [p.grad if p.grad is not None else torch.zeros_like(p)
+                     for p in params(image, text, scale)]
+            for g in grads:
+                torch.distributed.all_reduce(g)
+                g /= world
+            torch.save({"loss": loss.detach(), "grads": grads}, f"{out}/split{k}-rank{rank}.pt")
+    finally:
+        torch.distributed.destroy_process_group()

@@ -1,4 +1,5 @@
-"""webdataset sample -> tensors for the retrieval family: a `scenes` image + its caption."""
+"""webdataset sample -> tensors for the retrieval family: a `scenes` image + its caption,
+and (document tower on) a `documents` page + its summary text, in one batch."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ from mmtrain.families.shared.images import (
 )
 
 FIELDS = {"image": IMAGE_KEYS, "caption": CAPTION_KEYS}
+# with the document tower on, a documents sample (png + json annotation) stands in for
+# image + caption: its paired text is the page's summary (document_tower.summary)
+FIELDS_WITH_DOCUMENTS = {"image": IMAGE_KEYS, "caption": (*CAPTION_KEYS, "json")}
 
 
 def to_pixels(image: Image.Image, resolution: int, mean: list[float],
@@ -36,11 +40,36 @@ def decode_sample(raw: dict, resolution: int, mean: list[float], std: list[float
     return {"pixels": to_pixels(image, resolution, mean, std), "caption": text}
 
 
+def decode_document(raw: dict) -> dict:
+    from mmtrain.families.doc.batch import decode_sample as decode_page
+    from mmtrain.families.retrieval.document_tower import summary
+
+    page = decode_page(raw)
+    return {"document": page, "summary": summary(page)}
+
+
+def decode_any(raw: dict, documents: bool, **scene_args) -> dict:
+    # scenes carry a json too (their attributes): a document is json without a caption
+    if documents and "json" in raw and not any(k in raw for k in CAPTION_KEYS):
+        return decode_document(raw)
+    return decode_sample(raw, **scene_args)
+
+
 def collate(samples: list[dict]) -> dict:
-    return {"pixels": torch.stack([s["pixels"] for s in samples]),
-            "captions": [s["caption"] for s in samples]}
+    """Scenes -> pixels + captions, documents -> pages + summaries (either may be absent
+    when a mixed batch holds none of that kind)."""
+    scenes = [s for s in samples if "pixels" in s]
+    docs = [s for s in samples if "document" in s]
+    out: dict = {}
+    if scenes:
+        out |= {"pixels": torch.stack([s["pixels"] for s in scenes]),
+                "captions": [s["caption"] for s in scenes]}
+    if docs:
+        out |= {"documents": [s["document"] for s in docs],
+                "summaries": [s["summary"] for s in docs]}
+    return out
 
 
-def decoder(resolution: int, mean: list[float], std: list[float]):
-    return partial(decode_sample, resolution=resolution, mean=mean, std=std)
+def decoder(resolution: int, mean: list[float], std: list[float], documents: bool = False):
+    return partial(decode_any, documents=documents, resolution=resolution, mean=mean, std=std)
 

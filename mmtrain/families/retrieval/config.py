@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mmtrain.config.schema import bounded, choice
+from mmtrain.families.doc.config import LayoutConfig
 
 
 @dataclass
@@ -35,6 +36,24 @@ class ImageTowerConfig:
 
 
 @dataclass
+class DocumentTowerConfig:
+    # Off by default: documents then embed as their words through the text tower.
+    # On: the doc family's LayoutLMv3 encoder (page image + words + boxes), pooled and
+    # projected into the shared space, trained by the `document_contrastive` loss.
+    enabled: bool = False
+    # A local LayoutLMv3 folder with tokenizer files: a doc bundle's layout/, a
+    # LayoutLMv3 checkpoint, or this family's exported document_encoder/. None: built
+    # from `layout` (the doc family's sizes and tokenizer), random init.
+    pretrained_path: str | None = None
+    layout: LayoutConfig = field(default_factory=LayoutConfig)
+    pool: str = choice("mean", "mean", "cls")  # mean over text tokens, or the CLS token
+    train: str = choice("all", "all", "head")  # "head": only the projection trains
+    text_max_length: int = bounded(64, ge=8)  # the paired summary, through the text tower
+    page_size: int = bounded(256, ge=64)  # synthetic evaluation pages (px, square)
+    eval_documents: int = bounded(64, ge=4)  # held-out pages for evaluate() and the index
+
+
+@dataclass
 class RetrievalConfig:
     resolution: int = bounded(32, ge=8)
     embed_dim: int = bounded(128, ge=8)  # the shared space both towers project to
@@ -43,6 +62,7 @@ class RetrievalConfig:
     image_std: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
     text: TextTowerConfig = field(default_factory=TextTowerConfig)
     image: ImageTowerConfig = field(default_factory=ImageTowerConfig)
+    document: DocumentTowerConfig = field(default_factory=DocumentTowerConfig)
     init_temperature: float = bounded(0.07, gt=0)  # CLIP's; logit_scale = ln(1/T), learnable
     max_logit_scale: float = bounded(100.0, gt=0)  # CLIP clamps exp(logit_scale) at 100
     eval_samples: int = bounded(128, ge=10)  # held-out scenes rendered for evaluate()

@@ -1,9 +1,11 @@
 """Cross-modal retrieval: a dual encoder (text tower + image tower) trained CLIP-style.
 
-One loss, `contrastive`: symmetric InfoNCE over the batch with a learnable temperature
+Losses: `contrastive`, symmetric InfoNCE over the batch with a learnable temperature
 (logit_scale, exp clamped at `max_logit_scale` as CLIP does), negatives gathered from every
 data-parallel rank with gradients (torch.distributed.nn.functional.all_gather), so a DDP
-step equals the single-process step on the concatenated batch.
+step equals the single-process step on the concatenated batch; `document_contrastive`
+(document tower on), the same loss between documents (the doc family's LayoutLMv3
+encoder, document_tower.py) and their summary texts.
 
 Queries of any modality (text, PIL image, document) embed into the one unit-norm space
 (`embed`), and `search` ranks a mixed gallery in one list.
@@ -24,10 +26,11 @@ from torch import Tensor, nn
 from mmtrain.data.synth.scenes import CAPTION_TEMPLATES, render_scene, sample_scene
 from mmtrain.families.base import FamilyModule
 from mmtrain.families.retrieval import batch as batch_codec
+from mmtrain.families.retrieval import document_tower as doc_tower
 from mmtrain.families.retrieval import metrics as M
 from mmtrain.families.retrieval import networks
 from mmtrain.families.retrieval.config import RetrievalConfig
-from mmtrain.families.retrieval.loss import contrastive_loss
+from mmtrain.families.retrieval.loss import contrastive_loss, distributed
 
 # A document query: a dict carrying the page's "words" (the doc family's decoded sample).
 Query = str | Image.Image | dict
@@ -46,8 +49,17 @@ class Retrieval(FamilyModule):
         self.image_encoder = networks.build_image_tower(config)
         self.image_proj = networks.projection(self.image_encoder.out_dim, config.embed_dim)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / config.init_temperature)))
-        # Documents embed through the doc family's encoder once it is attached:
-        # list of document dicts -> (N, embed_dim) unit vectors. Until then, their words.
+        # Documents: the doc family's LayoutLMv3 encoder + a projection when
+        # `document.enabled`; else their words through the text tower. `document_encoder`
+        # (documents -> (N, embed_dim) unit vectors) overrides both when set.
+        self.document_tower: doc_tower.DocumentTower | None = None
+        self.document_proj: nn.Linear | None = None
+        if config.document.enabled:
+            self.document_tower = doc_tower.DocumentTower(config.document)
+            self.document_proj = networks.projection(self.document_tower.out_dim,
+                                                     config.embed_dim)
+            self.default_loss_weights = {**type(self).default_loss_weights,
+                                         "document_contrastive": 1.0}
         self.document_encoder: Callable[[list[dict]], Tensor] | None = None
         self._text_cache: dict[str, Tensor] = {}  # frozen text tower: caption -> features
         self._cache_stamp: tuple = ()  # the weights the cache was computed with
@@ -58,6 +70,8 @@ class Retrieval(FamilyModule):
             self.text_encoder.requires_grad_(False)
         if self.config.image.train == "head":
             self.image_encoder.requires_grad_(False)
+        if self.document_tower is not None and self.config.document.train == "head":
+            self.document_tower.requires_grad_(False)
         self._text_cache.clear()
 
     def on_phase_start(self, active: set[str]) -> None:
@@ -66,25 +80,30 @@ class Retrieval(FamilyModule):
 
     def sample_decoder(self):
         c = self.config
-        return batch_codec.decoder(c.resolution, c.image_mean, c.image_std)
+        return batch_codec.decoder(c.resolution, c.image_mean, c.image_std,
+                                   documents=self.document_tower is not None)
 
     def required_fields(self) -> dict[str, tuple[str, ...]]:
+        if self.document_tower is not None:
+            return batch_codec.FIELDS_WITH_DOCUMENTS
         return batch_codec.FIELDS
 
     collate = staticmethod(batch_codec.collate)
 
     # ---- encoders -------------------------------------------------------------------
-    def _text_features(self, texts: list[str]) -> Tensor:
+    def _text_features(self, texts: list[str], max_length: int | None = None) -> Tensor:
         tok = self.tokenizer(texts, padding=True, truncation=True,
-                             max_length=self.config.text.max_length, return_tensors="pt")
+                             max_length=max_length or self.config.text.max_length,
+                             return_tensors="pt")
         tok = {k: v.to(self.device) for k, v in tok.items()}
         return networks.text_features(self.text_encoder, tok["input_ids"], tok["attention_mask"])
 
-    def encode_text(self, texts: list[str]) -> Tensor:
+    def encode_text(self, texts: list[str], max_length: int | None = None) -> Tensor:
         """-> (N, embed_dim) unit vectors. A frozen text tower runs in eval mode without
-        gradients, and its features are cached per string (captions repeat a lot)."""
+        gradients, and its features are cached per string (captions repeat a lot).
+        max_length: tokens kept (default text.max_length; document summaries are longer)."""
         if any(p.requires_grad for p in self.text_encoder.parameters()):
-            features = self._text_features(texts)
+            features = self._text_features(texts, max_length)
         else:
             # any in-place write (load_state_dict, a moved module) bumps a version or a
             # pointer: the cached features belong to other weights then
@@ -97,7 +116,7 @@ class Retrieval(FamilyModule):
                 was = self.text_encoder.training
                 self.text_encoder.eval()
                 with torch.no_grad():
-                    new = self._text_features(missing)
+                    new = self._text_features(missing, max_length)
                 self.text_encoder.train(was)
                 if len(self._text_cache) > 100_000:
                     self._text_cache.clear()
@@ -117,19 +136,49 @@ class Retrieval(FamilyModule):
     def encode_documents(self, documents: list[dict]) -> Tensor:
         if self.document_encoder is not None:
             return self.document_encoder(documents)
-        # placeholder until the doc family's encoder is attached: the page's words as text
+        if self.document_tower is not None:
+            return F.normalize(self.document_proj(self.document_tower(documents)), dim=-1)
+        # no document tower configured: the page's words as text
         return self.encode_text([" ".join(d["words"]) for d in documents])
+
+    def encode_summaries(self, texts: list[str]) -> Tensor:
+        """The texts paired with documents (longer than captions)."""
+        return self.encode_text(texts, self.config.document.text_max_length)
 
     def scale(self) -> Tensor:
         return self.logit_scale.exp().clamp(max=self.config.max_logit_scale)
 
     # ---- training -------------------------------------------------------------------
     def losses(self, batch: dict, active: set[str], generator: torch.Generator) -> dict[str, Tensor]:
-        if "contrastive" not in active:
-            return {}
-        image_emb = self.encode_images(batch["pixels"])
-        text_emb = self.encode_text(batch["captions"])
-        return {"contrastive": contrastive_loss(image_emb, text_emb, self.scale())}
+        # Under DDP every rank joins each loss's gather, even with none of that kind in
+        # its share of a mixed batch (then with zero rows).
+        out: dict[str, Tensor] = {}
+        if "contrastive" in active and ("pixels" in batch or distributed()):
+            if "pixels" in batch:
+                image_emb = self.encode_images(batch["pixels"])
+                text_emb = self.encode_text(batch["captions"])
+            else:
+                image_emb, text_emb = self._no_rows(self.image_proj), self._no_rows(self.text_proj)
+            out["contrastive"] = contrastive_loss(image_emb, text_emb, self.scale())
+        docs = batch.get("documents") or []
+        if "document_contrastive" in active and docs and self.document_tower is None:
+            raise ValueError("retrieval.document_contrastive needs the document tower: set "
+                             "model.retrieval.document.enabled=true (or drop the loss from "
+                             "the phase's loss_weights)")
+        if "document_contrastive" in active and (docs or (distributed() and
+                                                          self.document_tower is not None)):
+            if docs:
+                doc_emb = self.encode_documents(docs)
+                text_emb = self.encode_summaries(batch["summaries"])
+            else:
+                doc_emb, text_emb = self._no_rows(self.document_proj), self._no_rows(self.text_proj)
+            out["document_contrastive"] = contrastive_loss(doc_emb, text_emb, self.scale())
+        return out
+
+    @staticmethod
+    def _no_rows(proj: nn.Linear) -> Tensor:
+        """(0, embed_dim) embeddings tied to the graph (backward reaches the projection)."""
+        return proj.weight.new_zeros(0, proj.out_features) + 0 * proj.weight.sum()
 
     # ---- queries --------------------------------------------------------------------
     @torch.no_grad()
@@ -163,6 +212,14 @@ class Retrieval(FamilyModule):
         best first. index_vectors: an (N, D) array/tensor of unit vectors, a FAISS
         inner-product index or an mmtrain.rag VectorIndex whose ids are row numbers;
         metadata[i] holds "id" and "modality" of row i."""
+        return [(h["id"], h["modality"], h["score"])
+                for h in self.ranked(index_vectors, metadata, query, top_k)]
+
+    def ranked(self, index_vectors, metadata: list[dict], query: Query,
+               top_k: int = 10) -> list[dict]:
+        """`search` with every hit's whole record: [{rank, id, modality, source, score, and
+        the rest of metadata[row]}], best first, one list across modalities. `source`
+        is metadata's "source" ("" when absent)."""
         q = self.embed(query).numpy().astype(np.float32)
         top_k = min(top_k, len(metadata))
         if hasattr(index_vectors, "search"):  # a faiss index
@@ -171,8 +228,11 @@ class Retrieval(FamilyModule):
         else:
             sims = torch.as_tensor(np.asarray(index_vectors, np.float32)) @ torch.from_numpy(q[0])
             scores, rows = (t.numpy() for t in sims.topk(top_k))
-        return [(str(metadata[r]["id"]), metadata[r]["modality"], float(s))
-                for r, s in zip(rows.tolist(), scores.tolist(), strict=True) if r >= 0]
+        hits = [(r, s) for r, s in zip(rows.tolist(), scores.tolist(), strict=True) if r >= 0]
+        return [{**metadata[r], "rank": rank, "id": str(metadata[r]["id"]),
+                 "modality": metadata[r]["modality"],
+                 "source": metadata[r].get("source", ""), "score": float(s)}
+                for rank, (r, s) in enumerate(hits, start=1)]
 
     # ---- evaluation -----------------------------------------------------------------
     def eval_scenes(self, seed: int) -> tuple[list, list[str], list[Image.Image]]:
@@ -192,7 +252,30 @@ class Retrieval(FamilyModule):
         metrics = M.retrieval_metrics(text_emb, image_emb, relevant)
         metrics["logit_scale"] = float(self.scale())
         panel = query_panel(captions[:4], text_emb[:4] @ image_emb.T, images, relevant[:4])
+        if self.document_tower is not None:
+            metrics |= self.evaluate_documents(seed)
         return metrics, {"queries": panel}
+
+    def eval_documents(self, seed: int) -> list[dict]:
+        return doc_tower.eval_pages(seed, self.config.document)
+
+    @torch.no_grad()
+    def evaluate_documents(self, seed: int) -> dict[str, float]:
+        """Held-out synthetic pages against their summaries: d2t / t2d recall@K, nDCG@10.
+        A summary is relevant to the pages that give the very same summary."""
+        pages = self.eval_documents(seed)
+        texts = [doc_tower.summary(p) for p in pages]
+        relevant = torch.tensor([[a == b for b in texts] for a in texts])
+        was = self.training
+        self.eval()
+        doc_emb = self.encode_documents(pages).float().cpu()
+        text_emb = self.encode_summaries(texts).float().cpu()
+        self.train(was)
+        m = M.retrieval_metrics(text_emb, doc_emb, relevant)
+        out = {k.replace("t2i_", "t2d_").replace("i2t_", "d2t_"): v for k, v in m.items()
+               if k != "chance_recall@1"}
+        out["document_chance_recall@1"] = m["chance_recall@1"]
+        return out
 
 
 def modality_of(query: Query) -> str:
