@@ -149,6 +149,16 @@ class MetricsConfig:
 
 
 @dataclass
+class CascadeStageConfig:
+    """One super-resolution stage after the base image (cascade.py, docs/t2i.md
+    "Cascaded refinement")."""
+
+    # an exported restore bundle or a transformers Swin2SRForImageSuperResolution folder
+    refiner: str = "???"
+    scale: int = bounded(2, ge=1)  # must equal the refiner's upscale
+
+
+@dataclass
 class T2IConfig:
     resolution: int = bounded(32, ge=8)
     # A local diffusers pipeline folder (e.g. an SD-2.1 checkout): its components load
@@ -172,6 +182,9 @@ class T2IConfig:
                                  ("red", "green", "blue", "yellow", "purple", "orange")]
     )
     samples_per_prompt: int = bounded(4, ge=1)
+    # super-resolution stages after the base image, in order; [] = none. Refined images
+    # come from generate(..., refine=True) and the exported bundle's refiners/.
+    cascade: list[CascadeStageConfig] = field(default_factory=list)
     # Recompute the UNet's (and the autoencoder's, where diffusers supports it: kl) blocks
     # in backward instead of keeping their activations: less memory for more time
     # (measured in docs/t2i.md "Speed and memory").

@@ -22,6 +22,8 @@ def export(module: TextToImage, out: Path) -> dict:
         extras = conditioning.save_extras(module.conditioner(), out)
     # a VQ autoencoder's code next to its weights; discriminators/: adversarial.load(out)
     extras |= autoencoders.ship_code(module.vae, out) | adversarial.save(module, out)
+    if module.cascade is not None:  # refiners/: cascade.load(out)
+        extras |= module.cascade.save(out)
     return extras | {
         "format": "diffusers",
         "pipeline_class": "StableDiffusionPipeline",

@@ -25,6 +25,7 @@ from torch import Tensor
 from mmtrain.families.base import FamilyModule
 from mmtrain.families.t2i import adversarial, autoencoders, conditioning, networks, rag, styles
 from mmtrain.families.t2i import batch as batch_codec
+from mmtrain.families.t2i.cascade import Cascade
 from mmtrain.families.t2i.config import T2IConfig
 from mmtrain.families.t2i.metrics import evaluate_metrics
 
@@ -67,6 +68,9 @@ class TextToImage(FamilyModule):
         self.styles = styles.build(config.styles, self.text_encoder.config.hidden_size)
         self.retriever = (rag.Retriever(config.rag.knowledge_base, config.rag.knowledge_source,
                                         config.rag.top_k) if config.rag.knowledge_base else None)
+        # Super-resolution stages (cascade.py): loaded now, so a bad stage fails before
+        # training; kept out of the module tree (never trained, checkpointed or in the EMA).
+        object.__setattr__(self, "cascade", Cascade.from_config(config.cascade))
 
     def sample_decoder(self):
         decode = batch_codec.decoder(self.config.resolution, self.latent_shape)
@@ -246,14 +250,22 @@ class TextToImage(FamilyModule):
     @torch.no_grad()
     def generate_with_context(self, prompts: list[str], seed: int, *, negative_prompt=None,
                               style=None, retrieve: bool = True, sampler: str | None = None,
-                              **overrides) -> conditioning.Generation:
+                              refine: bool = False, **overrides) -> conditioning.Generation:
         """Images plus what conditioned them (retrieved passages with sources, styles).
         negative_prompt / style: one for all prompts or one per prompt; sampler: ddpm,
-        ddim or dpm_solver; overrides: pipeline arguments (num_inference_steps,
-        guidance_scale, ...) over config.sampler."""
+        ddim or dpm_solver; refine: run config.cascade's super-resolution stages on the
+        base images (validation keeps base images: its metrics are calibrated there);
+        overrides: pipeline arguments (num_inference_steps, guidance_scale, ...) over
+        config.sampler."""
+        if refine and self.cascade is None:
+            raise ValueError("refine=True but model.t2i.cascade is empty; add stages "
+                             "([{refiner: RESTORE_BUNDLE, scale: 2}]) or drop refine")
         with self.ema_weights():
-            return self._generate(prompts, seed, negative_prompt=negative_prompt, style=style,
-                                  retrieve=retrieve, sampler=sampler, **overrides)
+            out = self._generate(prompts, seed, negative_prompt=negative_prompt, style=style,
+                                 retrieve=retrieve, sampler=sampler, **overrides)
+        if refine:
+            out.images = self.cascade.to(self.device)(out.images)
+        return out
 
     def _generate(self, prompts: list[str], seed: int, *, sampler: str | None = None,
                   negative_prompt=None, style=None, retrieve: bool = True,
