@@ -66,19 +66,29 @@ def _file_texts(path: Path) -> list[str]:
     return texts
 
 
-def build_corpus(limit_files: int | None = None, min_words: int = 8) -> list[str]:
-    """Deduplicated passages of >= `min_words` words, shuffled with seed 0."""
+def _file_chunks(path: Path) -> list[str]:
     from mmtrain.rag.chunking import chunk_text
 
-    files = sorted(f for root in site_packages() for f in root.rglob("*.py"))
+    return [c.text for text in _file_texts(path) for c in chunk_text(text)]
+
+
+def build_corpus(limit_files: int | None = None, min_words: int = 8) -> list[str]:
+    """Deduplicated passages of >= `min_words` words, shuffled with seed 0. Files are
+    parsed in worker processes (a large site-packages takes minutes on one core); the
+    result depends only on the files, not on the number of workers."""
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    files = sorted(f for root in site_packages() for f in root.rglob("*.py"))[:limit_files]
+    workers = min(16, os.cpu_count() or 1)
     seen: set[str] = set()
     passages: list[str] = []
-    for path in files[:limit_files]:
-        for text in _file_texts(path):
-            for chunk in chunk_text(text):
-                if len(chunk.text.split(" ")) >= min_words and chunk.text not in seen:
-                    seen.add(chunk.text)
-                    passages.append(chunk.text)
+    with ProcessPoolExecutor(workers) as pool:
+        for chunks in pool.map(_file_chunks, files, chunksize=64):  # in file order
+            for text in chunks:
+                if len(text.split(" ")) >= min_words and text not in seen:
+                    seen.add(text)
+                    passages.append(text)
     random.Random(0).shuffle(passages)
     return passages
 
@@ -103,9 +113,10 @@ def cached_embeddings(cache: Path = CACHE) -> np.ndarray:
 
 
 def embed_corpus(budget_s: float, cache: Path = CACHE, max_passages: int | None = None,
-                 batch_size: int = 64) -> dict:
+                 batch_size: int = 64, device: str = "cpu") -> dict:
     """Embed the next passages of the corpus until `budget_s` has passed; returns the
-    rate. Parts already cached are kept (resumable)."""
+    rate. Parts already cached are kept (resumable). device="cuda" runs the encoder in
+    fp16 on a GPU (the same weights; embeddings are stored as float32 either way)."""
     import torch
 
     from mmtrain.families.shared.minilm import embed_texts, load_encoder
@@ -114,7 +125,8 @@ def embed_corpus(budget_s: float, cache: Path = CACHE, max_passages: int | None 
     if max_passages is not None:
         passages = passages[:max_passages]
     done = len(sorted(cache.glob("emb_*.npy"))) * PART
-    encoder = load_encoder()
+    encoder = load_encoder().to(device)
+    encoder = encoder.half() if device != "cpu" else encoder.float()
     t0 = time.perf_counter()
     n = 0
     while done < len(passages) and time.perf_counter() - t0 < budget_s:
@@ -123,7 +135,7 @@ def embed_corpus(budget_s: float, cache: Path = CACHE, max_passages: int | None 
         order = np.argsort([len(t) for t in texts], kind="stable")
         emb = np.empty((len(texts), 384), dtype=np.float32)
         emb[order] = embed_texts(encoder, [texts[i] for i in order], batch_size=batch_size,
-                                 max_length=128).numpy()
+                                 max_length=128).float().cpu().numpy()
         part = cache / f"emb_{done // PART:06d}.npy"
         np.save(part.with_suffix(".tmp.npy"), emb)
         part.with_suffix(".tmp.npy").rename(part)
@@ -134,7 +146,8 @@ def embed_corpus(budget_s: float, cache: Path = CACHE, max_passages: int | None 
     seconds = time.perf_counter() - t0
     return {"embedded_now": n, "seconds": round(seconds, 1),
             "per_s": round(n / seconds, 1) if n else None, "torch_threads": torch.get_num_threads(),
-            "cached_total": done, "corpus_passages": len(passages)}
+            "device": torch.cuda.get_device_name() if device != "cpu" else "cpu",
+            "batch_size": batch_size, "cached_total": done, "corpus_passages": len(passages)}
 
 
 def corpus_hash(passages: list[str]) -> str:
@@ -182,16 +195,17 @@ SWEEP = {"flat": [{}], "ivf": [{"nprobe": p} for p in (8, 16, 32, 64, 128)],
 
 
 def measure_kind(kind: str, base: np.ndarray, queries: np.ndarray, truth: np.ndarray,
-                 goal: float, build_params: dict) -> dict:
+                 goal: float, build_params: dict, build_threads: int = 1) -> dict:
     import faiss
 
     from mmtrain.rag.index import VectorIndex
 
-    faiss.omp_set_num_threads(1)
+    faiss.omp_set_num_threads(build_threads)
     t0 = time.perf_counter()
     index = VectorIndex.build(base, kind=kind, **build_params)
     build_s = time.perf_counter() - t0
-    row = {"kind": kind, "n": len(base), "build_s": round(build_s, 2),
+    faiss.omp_set_num_threads(1)  # queries: latency at 1, then 2 threads
+    row = {"kind": kind, "n": len(base), "build_s": round(build_s, 2), "build_threads": build_threads,
            "bytes_per_vector": round(index.memory_bytes() / len(base), 1),
            "params": dict(index.params), "sweep": []}
     chosen = None
@@ -237,10 +251,12 @@ def settings(quick: bool) -> dict:
 def run(repeats: int = 1, quick: bool = False, *, sizes: str | None = None,
         queries: int | None = None, hnsw_max: int | None = None, noise: float = 0.5,
         goal: float = 0.98, cache: str = str(CACHE), kinds: str = "flat,ivf,hnsw,ivfpq",
-        rate_n: int | None = None) -> dict:
+        rate_n: int | None = None, build_threads: int = 1) -> dict:
     """--param sizes=0,200000,1000000 (0 = every embedded vector), queries=N, hnsw_max=N
     (HNSW builds above it are skipped: too slow on 2 shared cores), noise=, goal=,
-    cache=DIR, kinds=flat,ivf,hnsw,ivfpq, rate_n=N (passages timed for embeddings/s). Needs the embedding cache unless --quick."""
+    cache=DIR, kinds=flat,ivf,hnsw,ivfpq, rate_n=N (passages timed for embeddings/s),
+    build_threads=N (FAISS threads for building; queries are timed at 1 and 2 threads
+    whatever it is). Needs the embedding cache unless --quick."""
     import faiss
 
     params = settings(quick)
@@ -250,6 +266,7 @@ def run(repeats: int = 1, quick: bool = False, *, sizes: str | None = None,
     params["hnsw_max"] = hnsw_max or params["hnsw_max"]
     params["rate_n"] = rate_n or params["rate_n"]
     params.update(noise=noise, goal=goal, kinds=kinds.split(","), quick=quick,
+                  build_threads=build_threads,
                   scaling="real vectors, then perturbed copies of them (scale_up)")
     if quick:
         from mmtrain.rag.encoder import MiniLMEncoder
@@ -278,6 +295,7 @@ def run(repeats: int = 1, quick: bool = False, *, sizes: str | None = None,
     for n in params["sizes"]:
         n = n or len(pool)
         base = scale_up(pool, n, noise)
+        faiss.omp_set_num_threads(build_threads)  # exact ground truth: not timed
         truth = faiss.IndexFlatIP(base.shape[1])
         truth.add(base)
         truth = truth.search(queries, 10)[1]
@@ -289,7 +307,7 @@ def run(repeats: int = 1, quick: bool = False, *, sizes: str | None = None,
             build = {"nlist": max(8, int(2 * n ** 0.5))} if kind in ("ivf", "ivfpq") else {}
             if kind == "ivfpq":
                 build["m"] = 48
-            row = measure_kind(kind, base, queries, truth, goal, build)
+            row = measure_kind(kind, base, queries, truth, goal, build, build_threads)
             row["real_vectors"] = min(n, len(pool))
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
@@ -315,5 +333,20 @@ def run(repeats: int = 1, quick: bool = False, *, sizes: str | None = None,
             "checks": checks, "table": table}
 
 
-if __name__ == "__main__":  # the long embedding run: python -m benchmarks.bench_retrieval 900
-    print(json.dumps(embed_corpus(float(sys.argv[1]) if len(sys.argv) > 1 else 900.0)))
+def main(argv: list[str] | None = None) -> None:
+    """The long embedding run: `python -m benchmarks.bench_retrieval 900` embeds for
+    15 min into the cache (resumable); `--device cuda` embeds on a GPU."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m benchmarks.bench_retrieval")
+    p.add_argument("seconds", type=float, nargs="?", default=900.0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--max-passages", type=int, default=None)
+    p.add_argument("--cache", type=Path, default=CACHE)
+    a = p.parse_args(argv)
+    print(json.dumps(embed_corpus(a.seconds, a.cache, a.max_passages, a.batch_size, a.device)))
+
+
+if __name__ == "__main__":
+    main()

