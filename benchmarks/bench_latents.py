@@ -112,7 +112,7 @@ def tiny_run(*overrides: str):
     from mmtrain.config.validate import validate
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return validate(compose("config", overrides=["+recipe=joint_finetune", *overrides]))
+        return validate(compose("config", overrides=["+recipe=t2i_pretrain", *overrides]))
 
 
 # ---- 1. loader ------------------------------------------------------------------------

@@ -42,7 +42,7 @@ from pathlib import Path
 DESCRIPTION = "mmtrain (JointModule + Lightning Trainer) vs a plain PyTorch loop, t2i tiny"
 LOG_EVERY = 10
 CLIP = 1.0
-PHASE = "joint"  # the recipe phase whose optimizer and schedule both sides use
+PHASE = "t2i_finetune"  # the recipe phase whose optimizer and schedule both sides use
 WORLD = dict(kinds=("scenes",), train_samples=512, val_samples=64, shard_size=128)
 
 
@@ -101,7 +101,7 @@ def quiet() -> None:
 
 
 def compose(tmp: Path, params: dict):
-    """The joint_finetune recipe's `joint` phase, shortened to the benchmark's steps."""
+    """The t2i_pretrain recipe's `t2i_finetune` phase, shortened to the benchmark's steps."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -110,7 +110,7 @@ def compose(tmp: Path, params: dict):
     from mmtrain.config.validate import validate
 
     overrides = [
-        "+recipe=joint_finetune", f"data.root={tmp / 'world'}", "data.synthetic=null",
+        "+recipe=t2i_pretrain", f"data.root={tmp / 'world'}", "data.synthetic=null",
         f"data.batch_size={params['batch_size']}", "data.num_workers=0",
         f"paths.runs_dir={tmp / 'runs'}", "name=train_step", "seed=0",
         "logger=csv", "callbacks.progress_bar=false", "callbacks.export_at_end=false",

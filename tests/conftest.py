@@ -55,6 +55,6 @@ def small_world() -> Path:
     from mmtrain.config.validate import validate
     from mmtrain.launch import ensure_data
 
-    run = validate(compose("+recipe=joint_finetune", *SMALL_WORLD))
+    run = validate(compose("+recipe=t2i_pretrain", *SMALL_WORLD))
     ensure_data(run)
     return Path(run.data.root)

@@ -25,7 +25,7 @@ def test_every_recipe_composes_and_validates(recipe):
                                     "data=latents data.root=/x", "model/t2i=sd21",
                                     "model/t2i=base"])
 def test_group_options_validate(option):
-    validate(compose("+recipe=joint_finetune", *option.split()))
+    validate(compose("+recipe=t2i_pretrain", *option.split()))
 
 
 def errors_of(*overrides: str) -> str:

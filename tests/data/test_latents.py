@@ -30,7 +30,7 @@ SCALE = 0.75  # a latent scale the bundle records, so its use can be seen
 
 
 def tiny(*overrides: str) -> TextToImage:
-    return TextToImage(validate(compose("+recipe=joint_finetune", *overrides)).model["t2i"])
+    return TextToImage(validate(compose("+recipe=t2i_pretrain", *overrides)).model["t2i"])
 
 
 @pytest.fixture(scope="module")
@@ -233,7 +233,7 @@ def test_an_interrupted_encode_resumes_to_the_same_shards(world, bundle, latents
 
 
 def test_data_config_for_latents_validates():
-    run = validate(compose("+recipe=joint_finetune", "data=latents", "data.root=/x"))
+    run = validate(compose("+recipe=t2i_pretrain", "data=latents", "data.root=/x"))
     assert run.data.sources["latents"].train == "/x/train"
 
 

@@ -310,7 +310,7 @@ def test_config_defaults_match_the_tiny_yaml_and_base_composes():
 
     tiny = OmegaConf.to_container(OmegaConf.load(REPO / "conf/model/restore/tiny.yaml"))
     assert tiny == dataclasses.asdict(RestoreConfig())
-    run = validate(compose("+recipe=joint_finetune", "+model/restore=base"))
+    run = validate(compose("+recipe=t2i_pretrain", "+model/restore=base"))
     cfg = run.model["restore"]
     assert (cfg.swin.embed_dim, cfg.swin.depths, cfg.scale) == (180, [6] * 6, 2)
     from mmtrain.families.restore.networks import swin2sr_config

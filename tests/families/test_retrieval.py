@@ -313,7 +313,7 @@ def test_config_defaults_match_the_tiny_yaml_and_the_real_size_config_composes()
     assert RetrievalConfig(**{k: v for k, v in tiny.items() if k not in nested}) \
         == RetrievalConfig()
     for size in ("tiny", "clip_vitb16"):
-        run = validate(compose("+recipe=joint_finetune", f"+model/retrieval={size}",
+        run = validate(compose("+recipe=t2i_pretrain", f"+model/retrieval={size}",
                                "+data.family_sources.retrieval=[scenes]"))
         assert isinstance(run.model["retrieval"], RetrievalConfig)
     assert run.model["retrieval"].image.kind == "vit"

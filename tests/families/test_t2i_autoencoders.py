@@ -27,7 +27,7 @@ KIND = {"kl": [], "vq": ["model.t2i.autoencoder.kind=vq"],
 
 
 def tiny(kind: str, *overrides: str):
-    return validate(compose("+recipe=joint_finetune", "model.t2i.sampler.steps=3",
+    return validate(compose("+recipe=t2i_pretrain", "model.t2i.sampler.steps=3",
                             *KIND[kind], *overrides)).model["t2i"]
 
 

@@ -143,16 +143,16 @@ def test_bad_stages_fail_with_the_fix_in_the_message(refiner, tmp_path):
     with pytest.raises(ValueError, match="not a Swin2SR super-resolution model"):
         t2i(tmp_path / "unet")
     # the config layer: a stage without its refiner, a zero scale, a typo
-    cfg = compose("+recipe=joint_finetune",
+    cfg = compose("+recipe=t2i_pretrain",
                   f"model.t2i.cascade=[{{refiner: '{refiner}', scale: 2}}]")
     assert validate(cfg).model["t2i"].cascade[0].refiner == str(refiner)
     with pytest.raises(ConfigError) as err:
-        validate(compose("+recipe=joint_finetune",
+        validate(compose("+recipe=t2i_pretrain",
                          "model.t2i.cascade=[{scale: 0}, {refiner: x, scael: 2}]"))
     message = str(err.value)
     assert "model.t2i.cascade[0].scale: 0 is out of range; must be >= 1" in message
     assert "unknown 'scael' (did you mean 'scale'?)" in message
-    run = validate(compose("+recipe=joint_finetune", "model.t2i.cascade=[{scale: 2}]"))
+    run = validate(compose("+recipe=t2i_pretrain", "model.t2i.cascade=[{scale: 2}]"))
     with pytest.raises(ValueError, match=r"t2i.cascade\[0\]: no refiner set; give each stage "
                                          "`refiner: FOLDER`"):
         TextToImage(run.model["t2i"])

@@ -37,7 +37,7 @@ STYLES = [f"model.t2i.styles.names=[{','.join(STYLE_OF.values())}]",
 
 def tiny(*overrides: str, seed: int = 0) -> TextToImage:
     torch.manual_seed(seed)
-    cfg = validate(compose("+recipe=joint_finetune", "model.t2i.resolution=8",
+    cfg = validate(compose("+recipe=t2i_pretrain", "model.t2i.resolution=8",
                            "model.t2i.sampler.steps=3", *overrides)).model["t2i"]
     model = TextToImage(cfg)
     model.latent_scale.fill_(1.0)
@@ -340,7 +340,7 @@ def test_a_run_trains_styles_and_retrieval_on_the_synthetic_world_and_exports_th
     monkeypatch.chdir(tmp_path)
     phase = ("[{name: all, families: [t2i], steps: 4, "
              "loss_weights: {t2i: {autoencoder: 1.0, diffusion: 1.0}}}]")
-    launch(compose("+recipe=joint_finetune", "name=cond", f"phases={phase}", *STYLES,
+    launch(compose("+recipe=t2i_pretrain", "name=cond", f"phases={phase}", *STYLES,
                    f"model.t2i.rag.knowledge_base={kb}", "model.t2i.rag.top_k=1",
                    "data.synthetic.train_samples=64", "data.synthetic.val_samples=16",
                    "data.synthetic.shard_size=32", "data.batch_size=4",

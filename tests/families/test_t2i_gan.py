@@ -23,7 +23,7 @@ DIFF_D = "model.t2i.adversarial.diffusion_discriminator.enabled=true"
 
 def tiny(*overrides: str):
     """The tiny t2i config (conf/model/t2i/tiny.yaml) with overrides, as a run gets it."""
-    return validate(compose("+recipe=joint_finetune", "model.t2i.sampler.steps=4", *overrides)).model["t2i"]
+    return validate(compose("+recipe=t2i_pretrain", "model.t2i.sampler.steps=4", *overrides)).model["t2i"]
 
 
 def build(*overrides: str, seed: int = 0) -> TextToImage:
@@ -177,7 +177,7 @@ def test_gan_diffusion_phase_trains_through_the_runner(small_world, tmp_path, mo
     phase = ("[{name: gan, families: [t2i], steps: 6, freeze: [t2i.vae], "
              "loss_weights: {t2i: {diffusion: 1.0, adversarial: 0.1}}, "
              "optimizer: {name: adamw, lr: 1.0e-3}}]")
-    run = validate(compose("+recipe=joint_finetune", "name=gan", *SMALL_WORLD, f"phases={phase}",
+    run = validate(compose("+recipe=t2i_pretrain", "name=gan", *SMALL_WORLD, f"phases={phase}",
                            DIFF_D, "model.t2i.adversarial.lr=1.0e-3", "data.batch_size=4",
                            "trainer.log_every_n_steps=1", "callbacks.progress_bar=false",
                            "model.t2i.sampler.steps=2", "model.t2i.samples_per_prompt=1"))

@@ -44,7 +44,7 @@ def bundle(tmp_path_factory):
     export_restore(Restore(RestoreConfig(task="super_resolution", scale=2)), tmp / "sr")
     kb = rag.build_facts(tmp / "kb")
     run = validate(compose(
-        "+recipe=joint_finetune", "model.t2i.sampler.steps=3",
+        "+recipe=t2i_pretrain", "model.t2i.sampler.steps=3",
         "model.t2i.styles.names=[photographic,illustration]",
         f"model.t2i.rag.knowledge_base={kb}", "model.t2i.rag.top_k=1",
         f"model.t2i.cascade=[{{refiner: '{tmp / 'sr'}', scale: 2}}]"))

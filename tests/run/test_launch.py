@@ -17,14 +17,14 @@ TINY = [*SMALL_WORLD, "data.batch_size=8", "model.t2i.sampler.steps=2",
 
 @pytest.mark.slow
 def test_ddp_two_cpu_processes_share_one_run_dir(small_world, tmp_path):
-    out = run_mmtrain("+recipe=joint_finetune", *TINY, "strategy=ddp",
+    out = run_mmtrain("+recipe=t2i_pretrain", *TINY, "strategy=ddp",
                       "trainer.accelerator=cpu", "trainer.devices=2", cwd=tmp_path)
     log = out.stdout + out.stderr
     assert "GLOBAL_RANK: 0, MEMBER: 1/2" in log and "GLOBAL_RANK: 1, MEMBER: 2/2" in log
     runs = list((tmp_path / "runs").iterdir())
     assert len(runs) == 1, runs  # the name was resolved once, in the launcher
     ckpt = torch.load(runs[0] / "checkpoints" / "last.ckpt", weights_only=False)
-    assert ckpt["mmtrain"]["completed"] and ckpt["mmtrain"]["phase_name"] == "joint"
+    assert ckpt["mmtrain"]["completed"] and ckpt["mmtrain"]["phase_name"] == "t2i_finetune"
     assert ckpt["mmtrain"]["absolute_step"] == 7
     provenance = json.loads((runs[0] / "provenance.json").read_text())
     assert len(provenance) == 1  # written by the launcher only, not by each rank
@@ -32,7 +32,7 @@ def test_ddp_two_cpu_processes_share_one_run_dir(small_world, tmp_path):
 
 @pytest.mark.slow
 def test_multirun_sweep_gives_one_run_dir_per_job(small_world, tmp_path):
-    run_mmtrain("-m", "+recipe=joint_finetune", *TINY, "phases.1.steps=2", "seed=1,2",
+    run_mmtrain("-m", "+recipe=t2i_pretrain", *TINY, "phases.1.steps=2", "seed=1,2",
                 "logger=wandb", cwd=tmp_path)
     runs = sorted(p for p in (tmp_path / "runs").iterdir() if p.name != "multirun")
     assert [p.name.rsplit("-", 1)[1] for p in runs] == ["job0", "job1"]
