@@ -29,7 +29,6 @@ margin over bicubic upsampling.
 from __future__ import annotations
 
 import csv
-import multiprocessing
 import os
 import statistics
 import subprocess
@@ -37,6 +36,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchmarks.harness import in_child, rss_kib
 
 DESCRIPTION = ("restore family: step time + peak memory (tiny/base, +-gradient "
                "checkpointing); restore_sr_x2 PSNR margin over bicubic (Y, RGB)")
@@ -95,7 +96,7 @@ def run(repeats: int = 3, quick: bool = False, *, step_sizes: str | None = None,
 def step_benchmark(size: str, params: dict, repeats: int) -> dict:
     out = {}
     for checkpointing in (False, True):
-        runs = [_in_child(_measure_step, size, checkpointing, params) for _ in range(repeats)]
+        runs = [in_child(_measure_step, size, checkpointing, params) for _ in range(repeats)]
         out["checkpointed" if checkpointing else "plain"] = {
             "step_s": statistics.median(r["step_s"] for r in runs),
             "peak_mib": statistics.median(r["peak_mib"] for r in runs),
@@ -111,35 +112,6 @@ def step_benchmark(size: str, params: dict, repeats: int) -> dict:
     return out
 
 
-def _in_child(fn, *args):
-    """Runs fn in a forked process (its own memory high-water mark) and returns its dict."""
-    ctx = multiprocessing.get_context("fork")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(queue, fn, args))
-    proc.start()
-    result = queue.get(timeout=3600)
-    proc.join()
-    if "error" in result:
-        raise RuntimeError(f"benchmark child failed: {result['error']}")
-    return result
-
-
-def _child(queue, fn, args) -> None:
-    try:
-        queue.put(fn(*args))
-    except Exception as err:  # reported to the parent
-        import traceback
-
-        queue.put({"error": f"{err}\n{traceback.format_exc()}"})
-
-
-def _rss_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
 def _measure_step(size: str, checkpointing: bool, params: dict) -> dict:
     import torch
     from omegaconf import OmegaConf
@@ -153,7 +125,7 @@ def _measure_step(size: str, checkpointing: bool, params: dict) -> dict:
     cuda = params["device"] == "cuda"
     if not cuda:
         Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
-    before = torch.cuda.memory_allocated() if cuda else _rss_kib("VmRSS") * 1024
+    before = torch.cuda.memory_allocated() if cuda else rss_kib("VmRSS") * 1024
     raw = OmegaConf.to_container(OmegaConf.load(ROOT / f"conf/model/restore/{size}.yaml"))
     cfg: RestoreConfig = _build(raw, RestoreConfig)
     cfg.task, cfg.scale = "super_resolution", 2
@@ -179,7 +151,7 @@ def _measure_step(size: str, checkpointing: bool, params: dict) -> dict:
     from benchmarks.harness import steady_mean
 
     peak = torch.cuda.max_memory_allocated() - before if cuda else \
-        (_rss_kib("VmHWM") * 1024 - before)
+        (rss_kib("VmHWM") * 1024 - before)
     return {"step_s": steady_mean(starts, params["warmup"]), "peak_mib": peak / 2**20,
             "saved_mib": saved / 2**20, "batch": params[f"{size}_batch"],
             "crop": cfg.crop_size, "peak_kind": "cuda_allocated" if cuda else "rss_hwm",

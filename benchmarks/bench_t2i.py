@@ -40,6 +40,8 @@ import statistics
 import time
 from contextlib import nullcontext
 
+from benchmarks.harness import in_child, rss_kib
+
 DESCRIPTION = ("t2i family: train step time + peak memory (tiny/base, +-gradient "
                "checkpointing, diffusion/autoencoder loss); sampling s/image per sampler "
                "and step count")
@@ -116,15 +118,11 @@ class Parts:
 
         self.config = config
         self.device = torch.device(device)
-        self.tokenizer = networks.build_tokenizer(config)
         with self.device:  # initialised where they run (SD 2.1's 1.3 B: seconds on a GPU)
-            self.text_encoder = networks.build_text_encoder(config, len(self.tokenizer))
-            self.vae = networks.build_vae(config)
-            latent_size = config.resolution // 2 ** (len(self.vae.config.block_out_channels) - 1)
-            self.latent_shape = (self.vae.config.latent_channels, latent_size, latent_size)
-            self.unet = networks.build_unet(config, self.text_encoder.config.hidden_size,
-                                            self.vae.config.latent_channels, latent_size)
-        self.noise_scheduler = networks.build_noise_scheduler(config)
+            nets = networks.build_networks(config)
+        self.tokenizer, self.text_encoder, self.vae = nets.tokenizer, nets.text_encoder, nets.vae
+        self.unet, self.noise_scheduler = nets.unet, nets.noise_scheduler
+        self.latent_shape = nets.latent_shape
         self.latent_scale = config.autoencoder.scaling_factor or 0.0  # 0: measure once
         self.set_checkpointing(config.gradient_checkpointing)
 
@@ -250,7 +248,7 @@ def step_benchmark(size: str, params: dict, repeats: int) -> dict:
             for ckpt in modes if rep % 2 == 0 else modes[::-1]:
                 measured[ckpt].append(
                     _measure_step(shared, size, loss, ckpt, params) if cuda else
-                    _in_child(_measure_step, None, size, loss, ckpt, params))
+                    in_child(_measure_step, None, size, loss, ckpt, params))
         for ckpt, runs in measured.items():
             entry["checkpointed" if ckpt else "plain"] = {
                 "step_s": statistics.median(r["step_s"] for r in runs),
@@ -307,7 +305,7 @@ def _measure_step(parts, size: str, loss: str, checkpointing: bool, params: dict
         from pathlib import Path
 
         Path("/proc/self/clear_refs").write_text("5")  # VmHWM := current RSS
-        before = _rss_kib("VmRSS") * 1024
+        before = rss_kib("VmRSS") * 1024
         torch.manual_seed(0)
         parts = Parts(load_config(size, _resolution(size, params), checkpointing), "cpu")
     fn, trained = LOSSES[loss]
@@ -332,7 +330,7 @@ def _measure_step(parts, size: str, loss: str, checkpointing: bool, params: dict
         value.backward()
         opt.step()
     peak = (torch.cuda.max_memory_allocated() - before) if cuda else \
-        (_rss_kib("VmHWM") * 1024 - before)
+        (rss_kib("VmHWM") * 1024 - before)
     out = {"step_s": steady_mean(starts, params["warmup"]), "peak_mib": peak / 2**20,
            "saved_mib": saved / 2**20, "batch": len(batch["captions"]),
            "resolution": parts.config.resolution,
@@ -436,7 +434,7 @@ def _isolated(params: dict, fn, *args):
         out = fn(*args)
         _free(params)
         return out
-    return _in_child(fn, *args)
+    return in_child(fn, *args)
 
 
 def _free(params: dict) -> None:
@@ -445,39 +443,6 @@ def _free(params: dict) -> None:
         import torch
 
         torch.cuda.empty_cache()
-
-
-def _in_child(fn, *args):
-    """Runs fn in a forked process (its own memory high-water mark) and returns its dict."""
-    import multiprocessing
-
-    ctx = multiprocessing.get_context("fork")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(queue, fn, args))
-    proc.start()
-    result = queue.get(timeout=3600)
-    proc.join()
-    if "error" in result:
-        raise RuntimeError(f"benchmark child failed: {result['error']}")
-    return result
-
-
-def _child(queue, fn, args) -> None:
-    try:
-        queue.put(fn(*args))
-    except BaseException as err:  # reported to the parent
-        import traceback
-
-        queue.put({"error": f"{err!r}\n{traceback.format_exc()}"})
-
-
-def _rss_kib(field: str) -> int:
-    from pathlib import Path
-
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 # ---- table ------------------------------------------------------------------------------

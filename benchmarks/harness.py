@@ -158,3 +158,37 @@ def print_record(record: dict) -> None:
                 print("  " + "  ".join("-" * w for w in widths))
     for check, ok in record.get("checks", {}).items():
         print(f"  check {check}: {'PASS' if ok else 'FAIL'}")
+
+
+# ---- memory measurements in a fresh process ---------------------------------------------
+def in_child(fn, *args):
+    """Runs fn(*args) in a forked process and returns its (picklable) result: each
+    measurement gets its own resident-set high-water mark (VmHWM)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(queue, fn, args))
+    proc.start()
+    result = queue.get(timeout=3600)
+    proc.join()
+    if isinstance(result, dict) and "error" in result:
+        raise RuntimeError(f"benchmark child failed: {result['error']}")
+    return result
+
+
+def _child(queue, fn, args) -> None:
+    try:
+        queue.put(fn(*args))
+    except BaseException as err:  # reported to the parent
+        import traceback
+
+        queue.put({"error": f"{err!r}\n{traceback.format_exc()}"})
+
+
+def rss_kib(field: str) -> int:
+    """A /proc/self/status memory field in KiB: VmRSS (now) or VmHWM (peak)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")

@@ -37,14 +37,10 @@ class TextToImage(FamilyModule):
     def __init__(self, config: T2IConfig) -> None:
         super().__init__()
         self.config = config
-        self.tokenizer = networks.build_tokenizer(config)
-        self.text_encoder = networks.build_text_encoder(config, len(self.tokenizer))
-        self.vae = networks.build_vae(config)
-        latent_size = config.resolution // 2 ** (len(self.vae.config.block_out_channels) - 1)
-        self.latent_shape = (self.vae.config.latent_channels, latent_size, latent_size)
-        self.unet = networks.build_unet(config, self.text_encoder.config.hidden_size,
-                                        self.vae.config.latent_channels, latent_size)
-        self.noise_scheduler = networks.build_noise_scheduler(config)
+        nets = networks.build_networks(config)
+        self.tokenizer, self.text_encoder, self.vae = nets.tokenizer, nets.text_encoder, nets.vae
+        self.unet, self.noise_scheduler = nets.unet, nets.noise_scheduler
+        self.latent_shape = nets.latent_shape
         if config.gradient_checkpointing:  # diffusers' own; VQ kinds without it are left as they are
             self.unet.enable_gradient_checkpointing()
             if getattr(self.vae, "_supports_gradient_checkpointing", False):

@@ -3,6 +3,8 @@ random init at the configured sizes, or loaded from a local diffusers pipeline f
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from diffusers import (
     AutoencoderKL,
     DDIMScheduler,
@@ -26,6 +28,30 @@ COMMON_WORDS = (
     "orange pink brown cyan circle square triangle diamond star cube sphere cylinder torus "
     "background foreground style photographic illustration 3d model"
 ).split()
+
+
+@dataclass
+class Networks:
+    tokenizer: CLIPTokenizer
+    text_encoder: CLIPTextModel
+    vae: AutoencoderKL  # or a VQ autoencoder (autoencoders/)
+    unet: UNet2DConditionModel
+    noise_scheduler: DDPMScheduler
+    latent_shape: tuple[int, int, int]  # (channels, size, size) of one latent
+
+
+def build_networks(cfg: T2IConfig) -> Networks:
+    """Every network of the family, in one fixed order (the same weights for the same seed),
+    sized to fit each other: the UNet reads the autoencoder's latents and attends to the
+    text encoder's states."""
+    tokenizer = build_tokenizer(cfg)
+    text_encoder = build_text_encoder(cfg, len(tokenizer))
+    vae = build_vae(cfg)
+    latent_size = cfg.resolution // 2 ** (len(vae.config.block_out_channels) - 1)
+    unet = build_unet(cfg, text_encoder.config.hidden_size, vae.config.latent_channels,
+                      latent_size)
+    return Networks(tokenizer, text_encoder, vae, unet, build_noise_scheduler(cfg),
+                    (vae.config.latent_channels, latent_size, latent_size))
 
 
 def build_tokenizer(cfg: T2IConfig) -> CLIPTokenizer:
