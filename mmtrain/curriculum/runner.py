@@ -120,7 +120,8 @@ def build_trainer(run: RunConfig, phase: PhaseConfig, index: int, rd: RunDir, lo
     val_every = phase.val_every_n_steps or phase.steps
     return L.Trainer(
         accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
-        strategy=build_strategy(run, joint.adversarial), precision=t.precision,
+        strategy=build_strategy(run, joint.adversarial or len(phase.families) > 1),
+        precision=t.precision,
         max_steps=phase.steps, max_epochs=-1,
         accumulate_grad_batches=1 if joint.adversarial else accumulate,
         gradient_clip_val=clip_val, gradient_clip_algorithm=t.gradient_clip_algorithm,
@@ -134,12 +135,14 @@ def build_trainer(run: RunConfig, phase: PhaseConfig, index: int, rd: RunDir, lo
     )
 
 
-def build_strategy(run: RunConfig, adversarial_phase: bool = False):
+def build_strategy(run: RunConfig, some_params_idle: bool = False):
+    """some_params_idle: a step leaves trainable parameters without gradients, which DDP
+    must be told about: a GAN phase's generator step (the discriminators), or a phase of
+    several families (each batch comes from one family, the others sit out)."""
     s = run.strategy
     if s.name == "ddp":
-        # a GAN phase's generator backward leaves the (frozen-for-it) discriminators unused
         return DDPStrategy(process_group_backend=s.process_group_backend,
-                           find_unused_parameters=s.find_unused_parameters or adversarial_phase)
+                           find_unused_parameters=s.find_unused_parameters or some_params_idle)
     return "auto"
 
 

@@ -15,9 +15,17 @@ TINY = [*SMALL_WORLD, "data.batch_size=8", "model.t2i.sampler.steps=2",
         "phases.2.steps=2"]
 
 
+# the last phase trains two families from one stream: each batch leaves the other
+# family's parameters without gradients, which DDP must be told to expect
+TWO_FAMILIES = ["+model/restore=tiny", "model.restore.crop_size=16",
+                "phases.2.families=[t2i,restore]",
+                "+phases.2.loss_weights.restore={pixel: 1.0}",
+                "phases.2.freeze=[t2i.vae,restore.discriminator]"]
+
+
 @pytest.mark.slow
 def test_ddp_two_cpu_processes_share_one_run_dir(small_world, tmp_path):
-    out = run_mmtrain("+recipe=t2i_pretrain", *TINY, "strategy=ddp",
+    out = run_mmtrain("+recipe=t2i_pretrain", *TINY, *TWO_FAMILIES, "strategy=ddp",
                       "trainer.accelerator=cpu", "trainer.devices=2", cwd=tmp_path)
     log = out.stdout + out.stderr
     assert "GLOBAL_RANK: 0, MEMBER: 1/2" in log and "GLOBAL_RANK: 1, MEMBER: 2/2" in log
