@@ -37,7 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.harness import in_child, rss_kib
+from benchmarks.harness import in_child, rss_kib, saved_for_backward
 
 DESCRIPTION = ("restore family: step time + peak memory (tiny/base, +-gradient "
                "checkpointing); restore_sr_x2 PSNR margin over bicubic (Y, RGB)")
@@ -136,7 +136,8 @@ def _measure_step(size: str, checkpointing: bool, params: dict) -> dict:
     opt = torch.optim.Adam(module.restorer.parameters(), lr=1e-4)
     photo = torch.from_numpy(load_photo("chelsea")).permute(2, 0, 1)
     batch = {"image": photo[None].repeat(params[f"{size}_batch"], 1, 1, 1)}
-    saved = _saved_for_backward(module, batch)
+    saved = saved_for_backward(lambda: module.losses(
+        batch, {"pixel"}, torch.Generator().manual_seed(0))["pixel"])
     starts = []
     for step in range(params["warmup"] + params["steps"] + 1):
         if cuda:
@@ -156,23 +157,6 @@ def _measure_step(size: str, checkpointing: bool, params: dict) -> dict:
             "saved_mib": saved / 2**20, "batch": params[f"{size}_batch"],
             "crop": cfg.crop_size, "peak_kind": "cuda_allocated" if cuda else "rss_hwm",
             "params_m": sum(p.numel() for p in module.restorer.parameters()) / 1e6}
-
-
-def _saved_for_backward(module, batch: dict) -> int:
-    """Bytes of the unique storages autograd keeps for backward after one forward."""
-    import torch
-
-    storages: dict[int, int] = {}
-
-    def pack(t):
-        storage = t.untyped_storage()
-        storages[storage.data_ptr()] = storage.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = module.losses(batch, {"pixel"}, torch.Generator().manual_seed(0))["pixel"]
-    del loss
-    return sum(storages.values())
 
 
 # ---- 2. the recipe's margin over bicubic ----------------------------------------------

@@ -40,7 +40,7 @@ import statistics
 import time
 from contextlib import nullcontext
 
-from benchmarks.harness import in_child, rss_kib
+from benchmarks.harness import in_child, rss_kib, saved_for_backward
 
 DESCRIPTION = ("t2i family: train step time + peak memory (tiny/base, +-gradient "
                "checkpointing, diffusion/autoencoder loss); sampling s/image per sampler "
@@ -315,7 +315,7 @@ def _measure_step(parts, size: str, loss: str, checkpointing: bool, params: dict
     batch = scene_batch(_batch(size, params), parts.config.resolution)
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
     with amp:
-        saved = _saved_for_backward(lambda: fn(parts, batch, torch.Generator().manual_seed(0)))
+        saved = saved_for_backward(lambda: fn(parts, batch, torch.Generator().manual_seed(0)))
     starts = []
     total = params["warmup"] + params["steps"]
     for step in range(total + 1):
@@ -342,23 +342,6 @@ def _measure_step(parts, size: str, loss: str, checkpointing: bool, params: dict
             net.zero_grad(set_to_none=True)
         _free(params)
     return out
-
-
-def _saved_for_backward(forward) -> int:
-    """Bytes of the unique storages autograd keeps for backward after one forward."""
-    import torch
-
-    storages: dict[int, int] = {}
-
-    def pack(t):
-        storage = t.untyped_storage()
-        storages[storage.data_ptr()] = storage.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = forward()
-    del loss
-    return sum(storages.values())
 
 
 # ---- 2. sampling ------------------------------------------------------------------------

@@ -192,3 +192,21 @@ def rss_kib(field: str) -> int:
         if line.startswith(field + ":"):
             return int(line.split()[1])
     raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def saved_for_backward(forward) -> int:
+    """Bytes of the unique storages autograd keeps for backward during `forward()` (what
+    gradient checkpointing trades for recomputation)."""
+    import torch
+
+    storages: dict[int, int] = {}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = forward()
+    del loss
+    return sum(storages.values())

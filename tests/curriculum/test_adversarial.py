@@ -97,7 +97,7 @@ def test_d_steps_per_g_step_and_accumulation():
     _, trainer = fit(family, 10, accumulate=2)
     assert trainer.global_step == 10  # 20 batches, 2 per update
     assert family.g_updates == 5  # every 2nd update
-    assert any(not torch.equal(a, b) for a, b in zip(d_before, family.discriminator.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(d_before, family.discriminator.parameters(), strict=True))
 
 
 def test_fp16_loss_scaling_is_refused_with_the_fix():

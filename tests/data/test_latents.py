@@ -122,20 +122,7 @@ def test_training_from_latents_is_the_same_math_as_from_pixels(world, latents, m
     the losses agree to float16 precision (posterior draw, caption dropout and the empty
     caption's text states included)."""
     pixels, stored = pairs(world, latents, model.sample_decoder())
-    runs = {}
-    for name, batch in (("pixels", pixels), ("latents", stored)):
-        m = copy.deepcopy(model)
-        m.config = copy.deepcopy(model.config)
-        m.config.caption_dropout = 0.5  # some rows use the empty caption
-        optimizer = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-3)
-        losses = []
-        for step in range(3):
-            loss = m.losses(batch, {"diffusion"}, torch.Generator().manual_seed(step))
-            optimizer.zero_grad()
-            loss["diffusion"].backward()
-            optimizer.step()
-            losses.append(loss["diffusion"].item())
-        runs[name] = losses
+    runs = diffusion_losses(model, {"pixels": pixels, "latents": stored})
     assert runs["latents"] == pytest.approx(runs["pixels"], rel=1e-3)
     assert float(model.latent_scale) == pytest.approx(SCALE)  # the bundle's, not measured
 
@@ -279,3 +266,23 @@ def test_a_run_trains_from_latents_end_to_end(world, bundle, tmp_path):
     refused = run_mmtrain(*args, "name=other", "seed=1", cwd=tmp_path, check=False)
     assert refused.returncode != 0
     assert "encoded by another autoencoder" in refused.stderr + refused.stdout
+
+
+def diffusion_losses(model, batches: dict[str, dict], steps: int = 3) -> dict[str, list[float]]:
+    """Per named batch: the diffusion losses of `steps` AdamW steps on a copy of `model`
+    (caption dropout 0.5, so some rows use the empty caption)."""
+    runs = {}
+    for name, batch in batches.items():
+        m = copy.deepcopy(model)
+        m.config = copy.deepcopy(model.config)
+        m.config.caption_dropout = 0.5
+        optimizer = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-3)
+        losses = []
+        for step in range(steps):
+            loss = m.losses(batch, {"diffusion"}, torch.Generator().manual_seed(step))
+            optimizer.zero_grad()
+            loss["diffusion"].backward()
+            optimizer.step()
+            losses.append(loss["diffusion"].item())
+        runs[name] = losses
+    return runs

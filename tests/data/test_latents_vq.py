@@ -5,7 +5,6 @@ recorded in latents.json and checked."""
 
 from __future__ import annotations
 
-import copy
 import io
 
 import numpy as np
@@ -18,7 +17,7 @@ from mmtrain.data.shards import read_shard
 from mmtrain.data.sources import DataError, expand_shards
 from mmtrain.families.t2i import autoencoders
 from mmtrain.families.t2i.export import export
-from tests.data.test_latents import encode, frozen_towers, pairs, tiny, world  # noqa: F401
+from tests.data.test_latents import diffusion_losses, encode, frozen_towers, pairs, tiny, world  # noqa: F401 (fixtures)
 
 SCALE = 0.5
 
@@ -63,20 +62,7 @@ def test_vq_latents_are_what_the_module_computes_and_train_the_same(world, vq): 
     # the codebook vectors are not what is stored: the decoder quantizes
     assert (stored["latents"][:, :c].float() - codes).abs().max() > 0.05
 
-    runs = {}
-    for name, batch in (("pixels", pixels), ("latents", stored)):
-        m = copy.deepcopy(model)
-        m.config = copy.deepcopy(model.config)
-        m.config.caption_dropout = 0.5
-        optimizer = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-3)
-        losses = []
-        for step in range(3):
-            loss = m.losses(batch, {"diffusion"}, torch.Generator().manual_seed(step))
-            optimizer.zero_grad()
-            loss["diffusion"].backward()
-            optimizer.step()
-            losses.append(loss["diffusion"].item())
-        runs[name] = losses
+    runs = diffusion_losses(model, {"pixels": pixels, "latents": stored})
     assert runs["latents"] == pytest.approx(runs["pixels"], rel=1e-3)
     assert float(model.latent_scale) == pytest.approx(SCALE)
 
