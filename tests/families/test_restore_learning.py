@@ -27,18 +27,23 @@ def test_short_denoising_run_lifts_psnr_far_above_the_noisy_input():
     rng = np.random.default_rng(1)
     images = torch.stack([torch.from_numpy(np.array(render_scene(sample_scene(rng), 64)))
                           .permute(2, 0, 1) for _ in range(256)])
-    opt = torch.optim.AdamW(model.restorer.parameters(), lr=2e-3)
-    g = torch.Generator().manual_seed(0)
     start = time.perf_counter()
-    for step in range(STEPS):
-        idx = torch.randint(0, len(images), (8,), generator=g)
-        loss = model.losses({"image": images[idx]}, {"pixel"}, torch.Generator().manual_seed(step))
-        opt.zero_grad()
-        loss["pixel"].backward()
-        opt.step()
+    train_pixel_loss(model, images, STEPS)
     seconds = time.perf_counter() - start
     after, _ = model.evaluate(seed=123)
     print(f"denoise {STEPS} steps {seconds:.1f}s: before {before} after {after}")
     assert before["gain_psnr_rgb"] == pytest.approx(0, abs=1e-6)  # untrained = the input
     assert after["psnr_rgb"] > before["psnr_rgb"] + 6.0
     assert after["ssim_rgb"] > before["ssim_rgb"] + 0.3
+
+
+def train_pixel_loss(model: Restore, images: torch.Tensor, steps: int) -> None:
+    """AdamW 2e-3 on the pixel loss, batches of 8 drawn from `images` (seeded)."""
+    opt = torch.optim.AdamW(model.restorer.parameters(), lr=2e-3)
+    g = torch.Generator().manual_seed(0)
+    for step in range(steps):
+        idx = torch.randint(0, len(images), (8,), generator=g)
+        loss = model.losses({"image": images[idx]}, {"pixel"}, torch.Generator().manual_seed(step))
+        opt.zero_grad()
+        loss["pixel"].backward()
+        opt.step()

@@ -26,6 +26,7 @@ from mmtrain.families.t2i.config import CascadeStageConfig, SamplerConfig, T2ICo
 from mmtrain.families.t2i.export import export
 from mmtrain.families.t2i.module import TextToImage
 from tests.conftest import compose
+from tests.families.test_restore_learning import train_pixel_loss
 
 STEPS = 300  # measured: +0.4 dB over bicubic on held-out renders (docs/t2i.md)
 PROMPTS = ["a red shape", "a blue circle"]
@@ -45,15 +46,8 @@ def refiner(tmp_path_factory):
     model = Restore(RestoreConfig(task="super_resolution", scale=2, crop_size=32,
                                   degradation=DegradationConfig(noise_prob=0.0)))
     images = renders(256, 32, seed=1)
-    opt = torch.optim.AdamW(model.restorer.parameters(), lr=2e-3)
-    g = torch.Generator().manual_seed(0)
     start = time.perf_counter()
-    for step in range(STEPS):
-        idx = torch.randint(0, len(images), (8,), generator=g)
-        loss = model.losses({"image": images[idx]}, {"pixel"}, torch.Generator().manual_seed(step))
-        opt.zero_grad()
-        loss["pixel"].backward()
-        opt.step()
+    train_pixel_loss(model, images, STEPS)
     print(f"refiner: {STEPS} steps in {time.perf_counter() - start:.1f}s")
     folder = tmp_path_factory.mktemp("sr") / "restore"
     export_restore(model, folder)
